@@ -1,0 +1,129 @@
+//! The HTTP context: one per request, thin over the worker's state.
+
+use crate::authority::{self, Authority};
+use crate::cache::Lookup;
+use crate::metrics;
+use crate::page::Problem;
+use crate::respond;
+use crate::verdict::ErrorCode;
+use crate::worker::{self, now_ms, request_id, requested_format, Act, Waiter, Worker};
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext};
+use proxy_wasm::types::{Action, MapType};
+use std::cell::RefCell;
+use std::rc::Rc;
+
+pub struct Filter {
+    ctx: u32,
+    worker: Rc<RefCell<Worker>>,
+}
+
+impl Filter {
+    pub fn new(ctx: u32, worker: Rc<RefCell<Worker>>) -> Filter {
+        Filter { ctx, worker }
+    }
+
+    fn waiting(&self) -> bool {
+        self.worker.try_borrow().map(|w| w.is_waiting(self.ctx)).unwrap_or(false)
+    }
+}
+
+impl Context for Filter {}
+
+impl HttpContext for Filter {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        let Ok(mut w) = self.worker.try_borrow_mut() else {
+            return Action::Continue;
+        };
+        metrics::inc(w.metrics.requests);
+        let raw = hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, ":authority")
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        let host = match authority::normalize(raw) {
+            Ok(Authority::Name(host)) => host,
+            Ok(Authority::IpLiteral) => {
+                let reply = w.deny(Problem::Code(ErrorCode::DirectIp), "IP address", requested_format(), request_id().as_deref());
+                worker::send(&reply);
+                return Action::Pause;
+            }
+            Err(e) => {
+                metrics::inc(w.metrics.bad_request);
+                let reply = respond::bad_request(&w.cfg, e.reason());
+                worker::send(&reply);
+                return Action::Pause;
+            }
+        };
+        let now = now_ms();
+        // The hot path: a fresh entry, most often in the worker's own map.
+        if let Lookup::Fresh(entry) = w.cached(&host, now) {
+            metrics::inc(w.metrics.cache_hits);
+            if let Some(crate::verdict::Verdict::Allow(account)) = &entry.verdict {
+                metrics::inc(w.metrics.allowed);
+                let _ = hostcalls::set_map_value_bytes(
+                    MapType::HttpRequestHeaders,
+                    &w.cfg.account_header,
+                    Some(account.as_bytes()),
+                );
+                return Action::Continue;
+            }
+            let act = w.act(entry.verdict.as_ref(), &host, requested_format(), request_id().as_deref());
+            return perform(&act, &w.cfg.account_header);
+        }
+        metrics::inc(w.metrics.cache_misses);
+        let format = requested_format();
+        let rid = request_id();
+        let deadline = now + w.cfg.timeout.as_millis() as u64 + 250;
+        let waiter = Waiter { ctx: self.ctx, format, request_id: rid.clone(), deadline };
+        if w.wait(&host, waiter) {
+            return Action::Pause;
+        }
+        w.forget(self.ctx);
+        let act = w.failure(&host, format, rid.as_deref());
+        perform(&act, &w.cfg.account_header)
+    }
+
+    fn on_http_request_body(&mut self, _body_size: usize, _end_of_stream: bool) -> Action {
+        // Hold the body back while the verdict is pending, or it would
+        // carry the headers upstream with it.
+        if self.waiting() {
+            Action::Pause
+        } else {
+            Action::Continue
+        }
+    }
+
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        if self.waiting() {
+            Action::Pause
+        } else {
+            Action::Continue
+        }
+    }
+}
+
+impl Drop for Filter {
+    fn drop(&mut self) {
+        if let Ok(mut w) = self.worker.try_borrow_mut() {
+            w.forget(self.ctx);
+        }
+    }
+}
+
+/// Performs an act from the request's own callback.
+fn perform(act: &Act, account_header: &str) -> Action {
+    match act {
+        Act::Allow(account) => {
+            let _ = hostcalls::set_map_value_bytes(MapType::HttpRequestHeaders, account_header, Some(account.as_bytes()));
+            Action::Continue
+        }
+        Act::FailOpen => {
+            let _ = hostcalls::remove_map_value(MapType::HttpRequestHeaders, account_header);
+            Action::Continue
+        }
+        Act::Reply(reply) => {
+            worker::send(reply);
+            Action::Pause
+        }
+    }
+}

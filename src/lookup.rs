@@ -1,0 +1,198 @@
+//! Lookup contract v1: the request we send and how we read the answer.
+
+use serde::Deserialize;
+use std::fmt;
+
+/// Answers bigger than this are failures, read no further.
+pub const MAX_BODY: usize = 64 * 1024;
+const MAX_ACCOUNT: usize = 128;
+
+/// The facts of a 200 answer that the verdict needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub account: Option<String>,
+    pub target_account: Option<String>,
+    pub custom_hostname: Option<String>,
+    pub origin_resolves: bool,
+    pub suspended: bool,
+    pub ttl: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// 200 with a valid record.
+    Found(Record),
+    /// 404: the host is unknown to the platform.
+    Unknown,
+}
+
+/// Why a lookup counts as failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LookupError {
+    /// Timeout, reset, unknown cluster: the host gave us no response.
+    NoResponse,
+    /// The callout could not be dispatched at all.
+    Dispatch,
+    Status(u16),
+    TooLarge,
+    Malformed(String),
+    HostMismatch,
+    BadAccount,
+}
+
+impl fmt::Display for LookupError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LookupError::NoResponse => f.write_str("no response (timeout, reset or no healthy upstream)"),
+            LookupError::Dispatch => f.write_str("callout could not be dispatched"),
+            LookupError::Status(s) => write!(f, "unexpected status {s}"),
+            LookupError::TooLarge => write!(f, "body over {MAX_BODY} bytes"),
+            LookupError::Malformed(e) => write!(f, "malformed body: {e}"),
+            LookupError::HostMismatch => f.write_str("answer is for another host"),
+            LookupError::BadAccount => f.write_str("account identifier outside the safe alphabet"),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Wire {
+    host: String,
+    #[serde(default)]
+    account: Option<String>,
+    #[serde(default)]
+    #[allow(dead_code)] // read only to check its type
+    cname_target: Option<String>,
+    #[serde(default)]
+    target_account: Option<String>,
+    #[serde(default)]
+    custom_hostname: Option<String>,
+    origin_resolves: bool,
+    #[serde(default)]
+    suspended: bool,
+    #[serde(default)]
+    ttl: Option<u64>,
+}
+
+/// The path and query of the callout for `host` (already a safe DNS name).
+pub fn request_path(path: &str, host: &str) -> String {
+    let mut p = String::with_capacity(path.len() + host.len() + 6);
+    p.push_str(path);
+    p.push_str("?host=");
+    p.push_str(host);
+    p
+}
+
+/// Reads a callout answer. `status` is `None` when the host delivered no
+/// response headers (Envoy's way of saying timeout, reset or no upstream).
+pub fn parse_answer(status: Option<&str>, body_len: usize, body: &[u8], asked: &str) -> Result<Answer, LookupError> {
+    let status = status.ok_or(LookupError::NoResponse)?;
+    let code: u16 = status.parse().map_err(|_| LookupError::Malformed(format!("status {status:?}")))?;
+    match code {
+        404 => return Ok(Answer::Unknown),
+        200 => {}
+        other => return Err(LookupError::Status(other)),
+    }
+    if body_len > MAX_BODY || body.len() > MAX_BODY {
+        return Err(LookupError::TooLarge);
+    }
+    let wire: Wire = serde_json::from_slice(body).map_err(|e| LookupError::Malformed(e.to_string()))?;
+    if !wire.host.eq_ignore_ascii_case(asked) {
+        return Err(LookupError::HostMismatch);
+    }
+    for id in [&wire.account, &wire.target_account].into_iter().flatten() {
+        if !safe_account(id) {
+            return Err(LookupError::BadAccount);
+        }
+    }
+    Ok(Answer::Found(Record {
+        account: wire.account,
+        target_account: wire.target_account,
+        custom_hostname: wire.custom_hostname,
+        origin_resolves: wire.origin_resolves,
+        suspended: wire.suspended,
+        ttl: wire.ttl,
+    }))
+}
+
+/// Account identifiers become a request header: 1-128 of `A-Za-z0-9._:-`.
+pub fn safe_account(id: &str) -> bool {
+    (1..=MAX_ACCOUNT).contains(&id.len())
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOST: &str = "custom.myclientsite.com";
+    const SEED: &str = r#"{"host": "custom.myclientsite.com", "account": "acct-1", "cname_target": "edge.saas.example",
+        "target_account": "acct-2", "custom_hostname": null, "origin_resolves": true, "suspended": false, "ttl": 60}"#;
+
+    fn parse(status: &str, body: &str) -> Result<Answer, LookupError> {
+        parse_answer(Some(status), body.len(), body.as_bytes(), HOST)
+    }
+
+    #[test]
+    fn reads_a_full_record() {
+        let Ok(Answer::Found(r)) = parse("200", SEED) else { panic!("not found") };
+        assert_eq!(r.account.as_deref(), Some("acct-1"));
+        assert_eq!(r.target_account.as_deref(), Some("acct-2"));
+        assert_eq!(r.custom_hostname, None);
+        assert!(r.origin_resolves && !r.suspended);
+        assert_eq!(r.ttl, Some(60));
+    }
+
+    #[test]
+    fn optional_fields_default() {
+        let body = r#"{"host":"custom.myclientsite.com","account":"a","cname_target":null,"target_account":null,"custom_hostname":null,"origin_resolves":false,"extra":[1]}"#;
+        let Ok(Answer::Found(r)) = parse("200", body) else { panic!() };
+        assert!(!r.suspended && !r.origin_resolves);
+        assert_eq!(r.ttl, None);
+    }
+
+    #[test]
+    fn statuses() {
+        assert_eq!(parse("404", "whatever"), Ok(Answer::Unknown));
+        assert_eq!(parse("500", SEED), Err(LookupError::Status(500)));
+        assert_eq!(parse("302", SEED), Err(LookupError::Status(302)));
+        assert!(matches!(parse("2x0", SEED), Err(LookupError::Malformed(_))));
+        assert_eq!(parse_answer(None, 0, b"", HOST), Err(LookupError::NoResponse));
+    }
+
+    #[test]
+    fn malformed_bodies_fail() {
+        for body in [
+            "", "null", "[]", "{}", "not json", r#"{"host":"custom.myclientsite.com"}"#,
+            r#"{"host":"custom.myclientsite.com","origin_resolves":"yes"}"#,
+            r#"{"host":"custom.myclientsite.com","origin_resolves":true,"account":5}"#,
+            r#"{"host":"custom.myclientsite.com","origin_resolves":true,"ttl":-1}"#,
+            r#"{"host":"custom.myclientsite.com","origin_resolves":true,"suspended":null}"#,
+        ] {
+            assert!(matches!(parse("200", body), Err(LookupError::Malformed(_))), "{body}");
+        }
+    }
+
+    #[test]
+    fn oversized_and_mismatched() {
+        let big = format!("{}{}", &SEED[..SEED.len() - 1], format!(",\"pad\":\"{}\"}}", "x".repeat(MAX_BODY)));
+        assert_eq!(parse("200", &big), Err(LookupError::TooLarge));
+        assert_eq!(parse_answer(Some("200"), MAX_BODY + 1, b"{}", HOST), Err(LookupError::TooLarge));
+        let other = SEED.replace("custom.myclientsite.com", "other.example");
+        assert_eq!(parse("200", &other), Err(LookupError::HostMismatch));
+    }
+
+    #[test]
+    fn unsafe_accounts_fail() {
+        for bad in ["acct\r\nx-evil: 1", "", "a b", "acct/1", "ä", &"a".repeat(129)] {
+            let body = SEED.replace("acct-2", &bad.replace('\r', "\\r").replace('\n', "\\n"));
+            assert_eq!(parse("200", &body), Err(LookupError::BadAccount), "{bad:?}");
+        }
+        assert!(safe_account("Acct_1.eu:prod-2"));
+        assert!(safe_account(&"a".repeat(128)));
+    }
+
+    #[test]
+    fn request_path_has_host_query() {
+        assert_eq!(request_path("/v1/ownership", HOST), "/v1/ownership?host=custom.myclientsite.com");
+    }
+}

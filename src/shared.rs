@@ -1,0 +1,104 @@
+//! The cache and lock tables in Proxy-Wasm shared data (one store per
+//! `vm_id`, shared by every worker VM of an Envoy).
+
+use crate::cache::{choose_victim, decode_slot, Entry, Slots};
+use crate::coalesce::{self, Lock, Step};
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::Status;
+
+const CAS_TRIES: usize = 4;
+
+fn slot_key(n: u32) -> String {
+    format!("cname_guard.slot.{n}")
+}
+
+fn lock_key(set: u32) -> String {
+    format!("cname_guard.lock.{set}")
+}
+
+fn get(key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+    hostcalls::get_shared_data(key).unwrap_or((None, None))
+}
+
+/// The entry of `host`, if either slot of its set holds one.
+pub fn read(slots: Slots, host: &str) -> Option<Entry> {
+    if !slots.enabled() {
+        return None;
+    }
+    slots.slots_of(host).into_iter().find_map(|n| get(&slot_key(n)).0.and_then(|v| Entry::decode(&v, host)))
+}
+
+/// What a write did to the table, for the metrics.
+#[derive(Debug, Default)]
+pub struct Written {
+    pub filled_empty: bool,
+    pub evicted: bool,
+}
+
+/// Stores `entry` for `host`, with CAS so that two workers writing one set
+/// don't lose each other's entries; gives up after a few collisions.
+pub fn write(slots: Slots, host: &str, entry: &Entry, now: u64) -> Written {
+    if !slots.enabled() {
+        return Written::default();
+    }
+    let keys = slots.slots_of(host).map(slot_key);
+    let value = entry.encode(host);
+    for _ in 0..CAS_TRIES {
+        let current = [get(&keys[0]), get(&keys[1])];
+        let (i, evicted) = choose_victim(host, [current[0].0.as_deref(), current[1].0.as_deref()], now);
+        let filled_empty = current[i].0.as_deref().and_then(decode_slot).is_none();
+        match hostcalls::set_shared_data(&keys[i], Some(&value), current[i].1) {
+            Ok(()) => return Written { filled_empty, evicted },
+            Err(Status::CasMismatch) => continue,
+            Err(_) => break,
+        }
+    }
+    Written::default()
+}
+
+/// Takes the coalescing step for `host` on its set's lock, atomically.
+pub fn take_lock(slots: Slots, host: &str, my_queue: u32, now: u64, lock_for_ms: u64) -> Step {
+    if !slots.enabled() {
+        return Step::Alone;
+    }
+    let key = lock_key(slots.set_of(host));
+    for _ in 0..CAS_TRIES {
+        let (value, cas) = get(&key);
+        let Some(cas) = cas else {
+            // Create the key first: only an existing key can be CAS'd.
+            let _ = hostcalls::set_shared_data(&key, Some(&[]), None);
+            continue;
+        };
+        let step = coalesce::step(value.as_deref().and_then(Lock::decode), host, my_queue, now, lock_for_ms);
+        let lock = match &step {
+            Step::Lead(lock) | Step::Wait(lock) => lock,
+            Step::Alone => return step,
+        };
+        match hostcalls::set_shared_data(&key, Some(&lock.encode()), Some(cas)) {
+            Ok(()) => return step,
+            Err(Status::CasMismatch) => continue,
+            Err(_) => break,
+        }
+    }
+    Step::Alone
+}
+
+/// Releases the lock we lead for `host`, returning the queues to wake.
+pub fn release_lock(slots: Slots, host: &str) -> Vec<u32> {
+    if !slots.enabled() {
+        return Vec::new();
+    }
+    let key = lock_key(slots.set_of(host));
+    for _ in 0..CAS_TRIES {
+        let (value, cas) = get(&key);
+        let Some(lock) = value.as_deref().and_then(Lock::decode).filter(|l| l.host == host) else {
+            return Vec::new();
+        };
+        match hostcalls::set_shared_data(&key, Some(&[]), cas) {
+            Ok(()) => return lock.waiters,
+            Err(Status::CasMismatch) => continue,
+            Err(_) => break,
+        }
+    }
+    Vec::new()
+}

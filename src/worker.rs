@@ -1,0 +1,572 @@
+//! Per-worker state and the root context: the cache in front of shared
+//! data, the paused requests, and the lookups (always made by the root
+//! context, so a lookup outlives the request that started it).
+
+use crate::cache::{Entry, LocalCache, Lookup, Slots};
+use crate::coalesce::Step;
+use crate::config::{Config, FailureMode};
+use crate::filter::Filter;
+use crate::lookup::{self, Answer, LookupError};
+use crate::metrics::{self, Metrics};
+use crate::page::Problem;
+use crate::ray::RayGen;
+use crate::accept::{self, Format};
+use crate::respond::{self, Reply};
+use crate::shared;
+use crate::verdict::{self, ErrorCode, Verdict};
+use log::{error, info, warn};
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{BufferType, ContextType, MapType};
+use std::cell::RefCell;
+use std::collections::hash_map::RandomState;
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
+use std::rc::Rc;
+use std::time::{Duration, UNIX_EPOCH};
+
+const TICK: Duration = Duration::from_millis(100);
+/// Beyond the lookup timeout, how long a paused request may wait at most.
+const GRACE_MS: u64 = 250;
+
+/// Queue messages: a local request for a lookup, or another worker's leader
+/// telling us its lookup for a host is done (`W`) or failed (`F`).
+const MSG_LOOKUP: u8 = b'L';
+const MSG_DONE: u8 = b'W';
+const MSG_FAILED: u8 = b'F';
+
+/// What to do with one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Act {
+    Allow(String),
+    /// `failure_mode: allow`: continue without the account header.
+    FailOpen,
+    Reply(Reply),
+}
+
+/// A request paused until its host's lookup ends.
+pub struct Waiter {
+    pub ctx: u32,
+    pub format: Format,
+    pub request_id: Option<String>,
+    pub deadline: u64,
+}
+
+struct Call {
+    host: String,
+    started: u64,
+    locked: bool,
+}
+
+pub struct Worker {
+    pub cfg: Rc<Config>,
+    pub metrics: Metrics,
+    slots: Slots,
+    local: LocalCache,
+    queue: Option<u32>,
+    waiting: HashMap<String, Vec<Waiter>>,
+    ctx_host: HashMap<u32, String>,
+    calls: HashMap<u32, Call>,
+    /// Hosts another worker is looking up for us, with the lock's deadline.
+    remote: HashMap<String, u64>,
+    rng: RayGen,
+    ticking: bool,
+}
+
+pub fn now_ms() -> u64 {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Worker {
+    fn new(cfg: Config) -> Worker {
+        let mut seed = RandomState::new().build_hasher();
+        seed.write_u64(now_ms());
+        let seed = seed.finish();
+        let queue = match hostcalls::register_shared_queue(&format!("cname_guard.wake.{seed:016x}")) {
+            Ok(q) => Some(q),
+            Err(e) => {
+                warn!("cname-guard: no shared queue ({e:?}); lookups are made from the request");
+                None
+            }
+        };
+        Worker {
+            slots: Slots::new(cfg.cache.max_entries),
+            local: LocalCache::new(cfg.cache.max_entries),
+            cfg: Rc::new(cfg),
+            metrics: Metrics::define(),
+            queue,
+            waiting: HashMap::new(),
+            ctx_host: HashMap::new(),
+            calls: HashMap::new(),
+            remote: HashMap::new(),
+            rng: RayGen::new(seed),
+            ticking: false,
+        }
+    }
+
+    /// The cached entry for `host`: the worker's map, then shared data.
+    pub fn cached(&mut self, host: &str, now: u64) -> Lookup {
+        if let Some(e) = self.local.get(host) {
+            if now < e.fresh_until {
+                return Lookup::Fresh(e.clone());
+            }
+        }
+        match shared::read(self.slots, host) {
+            Some(e) => {
+                let found = e.clone().classify(now);
+                if let Lookup::Fresh(_) = found {
+                    self.local.insert(host, e);
+                }
+                found
+            }
+            None => Lookup::Absent,
+        }
+    }
+
+    /// What a cached verdict means for a request.
+    pub fn act(&mut self, verdict: Option<&Verdict>, host: &str, format: Format, request_id: Option<&str>) -> Act {
+        match verdict {
+            Some(Verdict::Allow(account)) => {
+                metrics::inc(self.metrics.allowed);
+                Act::Allow(account.clone())
+            }
+            Some(Verdict::Deny(code)) => Act::Reply(self.deny(Problem::Code(*code), host, format, request_id)),
+            None => self.failure(host, format, request_id),
+        }
+    }
+
+    /// The answer to a request whose lookup failed, per `failure_mode`.
+    pub fn failure(&mut self, host: &str, format: Format, request_id: Option<&str>) -> Act {
+        match self.cfg.failure_mode {
+            FailureMode::Allow => {
+                metrics::inc(self.metrics.failure_mode_allowed);
+                Act::FailOpen
+            }
+            FailureMode::Deny => Act::Reply(self.deny(Problem::Unavailable, host, format, request_id)),
+        }
+    }
+
+    pub fn deny(&mut self, problem: Problem, host: &str, format: Format, request_id: Option<&str>) -> Reply {
+        let ray = self.rng.ray_id(&self.cfg.colo);
+        let reply = respond::error(&self.cfg, problem, host, &ray, now_ms() / 1000, format);
+        let (label, counter) = match problem {
+            Problem::Code(code) => (code.number().to_string(), self.metrics.denied[code.index()]),
+            Problem::Unavailable => ("lookup_unavailable".to_string(), self.metrics.failure_mode_denied),
+        };
+        metrics::inc(counter);
+        info!(
+            "cname-guard: deny {label} status={} host={host} ray={ray} request_id={}",
+            reply.status,
+            request_id.unwrap_or("-")
+        );
+        reply
+    }
+
+    /// Pauses a request until `host` is looked up. Returns false when the
+    /// lookup could not even be requested.
+    pub fn wait(&mut self, host: &str, waiter: Waiter) -> bool {
+        self.ctx_host.insert(waiter.ctx, host.to_string());
+        if let Some(list) = self.waiting.get_mut(host) {
+            list.push(waiter);
+            metrics::inc(self.metrics.lookups_coalesced);
+            return true;
+        }
+        self.waiting.insert(host.to_string(), vec![waiter]);
+        self.update_tick();
+        match self.queue {
+            // Hand the lookup to the root context through our own queue.
+            Some(q) => {
+                let mut msg = Vec::with_capacity(host.len() + 1);
+                msg.push(MSG_LOOKUP);
+                msg.extend_from_slice(host.as_bytes());
+                hostcalls::enqueue_shared_queue(q, Some(&msg)).is_ok()
+            }
+            None => false,
+        }
+    }
+
+    pub fn is_waiting(&self, ctx: u32) -> bool {
+        self.ctx_host.contains_key(&ctx)
+    }
+
+    /// A request that ended while paused.
+    pub fn forget(&mut self, ctx: u32) {
+        if let Some(host) = self.ctx_host.remove(&ctx) {
+            if let Some(list) = self.waiting.get_mut(&host) {
+                list.retain(|w| w.ctx != ctx);
+            }
+        }
+    }
+
+    fn take_waiters(&mut self, host: &str) -> Vec<Waiter> {
+        let list = self.waiting.remove(host).unwrap_or_default();
+        for w in &list {
+            self.ctx_host.remove(&w.ctx);
+        }
+        self.remote.remove(host);
+        list
+    }
+
+    /// Answers every request paused on `host`: the verdict, or on failure a
+    /// stale entry if allowed, else the failure mode.
+    fn settle(&mut self, host: &str, verdict: Option<Option<Verdict>>, now: u64) -> Vec<(u32, Act)> {
+        let waiters = self.take_waiters(host);
+        let verdict = verdict.or_else(|| self.stale(host, now));
+        let acts = waiters
+            .iter()
+            .map(|w| {
+                let act = match &verdict {
+                    Some(v) => self.act(v.as_ref(), host, w.format, w.request_id.as_deref()),
+                    None => self.failure(host, w.format, w.request_id.as_deref()),
+                };
+                (w.ctx, act)
+            })
+            .collect();
+        self.update_tick();
+        acts
+    }
+
+    /// The verdict of an expired entry still within `stale_if_error_seconds`.
+    fn stale(&mut self, host: &str, now: u64) -> Option<Option<Verdict>> {
+        let entry = self.local.get(host).cloned().or_else(|| shared::read(self.slots, host))?;
+        match entry.classify(now) {
+            Lookup::Stale(e) | Lookup::Fresh(e) if e.verdict.is_some() => {
+                metrics::inc(self.metrics.cache_stale_served);
+                Some(e.verdict)
+            }
+            _ => None,
+        }
+    }
+
+    fn store(&mut self, host: &str, entry: Entry, now: u64) {
+        if entry.stale_until <= now {
+            return;
+        }
+        let written = shared::write(self.slots, host, &entry, now);
+        if written.filled_empty {
+            metrics::inc(self.metrics.cache_entries);
+        }
+        if written.evicted {
+            metrics::inc(self.metrics.cache_evictions);
+        }
+        self.local.insert(host, entry);
+    }
+
+    /// The entry to cache for a lookup result.
+    fn entry_for(&self, result: &Result<Answer, LookupError>, now: u64) -> Option<Entry> {
+        let c = &self.cfg.cache;
+        let (verdict, ttl) = match result {
+            Ok(answer @ Answer::Found(r)) => {
+                let ttl = r.ttl.unwrap_or(u64::from(c.ttl_seconds)).min(u64::from(c.ttl_seconds));
+                (Some(verdict::decide(answer)), ttl)
+            }
+            Ok(Answer::Unknown) => (Some(Verdict::Deny(ErrorCode::DnsResolution)), u64::from(c.negative_ttl_seconds)),
+            Err(_) => (None, u64::from(c.failure_ttl_seconds)),
+        };
+        if ttl == 0 {
+            return None;
+        }
+        let fresh_until = now + ttl * 1000;
+        let stale = if verdict.is_some() { u64::from(c.stale_if_error_seconds) * 1000 } else { 0 };
+        Some(Entry { verdict, fresh_until, stale_until: fresh_until + stale })
+    }
+
+    fn update_tick(&mut self) {
+        let want = !self.waiting.is_empty();
+        if want != self.ticking {
+            let _ = hostcalls::set_tick_period(if want { TICK } else { Duration::ZERO });
+            self.ticking = want;
+        }
+    }
+
+    fn lock_for_ms(&self) -> u64 {
+        self.cfg.timeout.as_millis() as u64 + GRACE_MS
+    }
+}
+
+/// Performs an act for a paused request from a root callback.
+fn resume(ctx: u32, act: &Act, account_header: &str) {
+    if hostcalls::set_effective_context(ctx).is_err() {
+        return; // the request is gone
+    }
+    match act {
+        Act::Allow(account) => {
+            let _ = hostcalls::set_map_value_bytes(MapType::HttpRequestHeaders, account_header, Some(account.as_bytes()));
+            let _ = hostcalls::resume_http_request();
+        }
+        Act::FailOpen => {
+            let _ = hostcalls::remove_map_value(MapType::HttpRequestHeaders, account_header);
+            let _ = hostcalls::resume_http_request();
+        }
+        Act::Reply(reply) => send(reply),
+    }
+}
+
+pub fn send(reply: &Reply) {
+    let headers: Vec<(&str, &str)> = reply.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+    let _ = hostcalls::send_http_response(u32::from(reply.status), headers, Some(reply.body.as_bytes()));
+}
+
+/// The root context of one worker VM.
+#[derive(Default)]
+pub struct Root {
+    worker: Option<Rc<RefCell<Worker>>>,
+}
+
+impl Root {
+    fn with<T>(&self, f: impl FnOnce(&mut Worker) -> T) -> Option<T> {
+        let w = self.worker.as_ref()?;
+        let mut w = w.try_borrow_mut().ok()?;
+        Some(f(&mut w))
+    }
+
+    fn apply(&self, acts: Vec<(u32, Act)>) {
+        let Some(header) = self.with(|w| w.cfg.account_header.clone()) else { return };
+        for (ctx, act) in &acts {
+            resume(*ctx, act, &header);
+        }
+    }
+
+    /// Starts (or joins) the lookup for a host paused on this worker.
+    fn request(&self, host: &str) {
+        let now = now_ms();
+        let acts = self.with(|w| {
+            if let Lookup::Fresh(e) = w.cached(host, now) {
+                return w.settle(host, Some(e.verdict), now);
+            }
+            let step = match w.queue {
+                Some(q) => shared::take_lock(w.slots, host, q, now, w.lock_for_ms()),
+                None => Step::Alone,
+            };
+            if let Step::Wait(lock) = &step {
+                metrics::inc(w.metrics.lookups_coalesced);
+                w.remote.insert(host.to_string(), lock.deadline);
+                return Vec::new();
+            }
+            let locked = matches!(step, Step::Lead(_));
+            let request_id = w.waiting.get(host).and_then(|l| l.first()).and_then(|wt| wt.request_id.clone());
+            match dispatch(&w.cfg, host, request_id.as_deref()) {
+                Ok(token) => {
+                    metrics::inc(w.metrics.lookups_started);
+                    w.calls.insert(token, Call { host: host.to_string(), started: now, locked });
+                    Vec::new()
+                }
+                Err(e) => {
+                    metrics::inc(w.metrics.lookups_failed);
+                    warn!("cname-guard: lookup for {host} on cluster {} failed: {e}", w.cfg.cluster);
+                    if locked {
+                        wake(shared::release_lock(w.slots, host), MSG_FAILED, host);
+                    }
+                    w.settle(host, None, now)
+                }
+            }
+        });
+        self.apply(acts.unwrap_or_default());
+    }
+
+    fn on_message(&self, msg: &[u8]) {
+        let Some((&kind, host)) = msg.split_first() else { return };
+        let Ok(host) = std::str::from_utf8(host) else { return };
+        match kind {
+            MSG_LOOKUP => self.request(host),
+            MSG_DONE | MSG_FAILED => {
+                let now = now_ms();
+                let waits = self.with(|w| w.waiting.contains_key(host)).unwrap_or(false);
+                if !waits {
+                    return;
+                }
+                if kind == MSG_DONE {
+                    // The leader stored the answer; if it is gone already, ask ourselves.
+                    self.request(host);
+                } else {
+                    let acts = self.with(|w| w.settle(host, None, now));
+                    self.apply(acts.unwrap_or_default());
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn dispatch(cfg: &Config, host: &str, request_id: Option<&str>) -> Result<u32, LookupError> {
+    let path = lookup::request_path(&cfg.path, host);
+    let mut headers = vec![
+        (":method", "GET"),
+        (":path", path.as_str()),
+        (":authority", cfg.authority.as_str()),
+        (":scheme", "http"),
+        ("accept", "application/json"),
+    ];
+    if let Some(id) = request_id {
+        headers.push(("x-request-id", id));
+    }
+    hostcalls::dispatch_http_call(&cfg.cluster, headers, None, vec![], cfg.timeout).map_err(|_| LookupError::Dispatch)
+}
+
+fn wake(queues: Vec<u32>, kind: u8, host: &str) {
+    if queues.is_empty() {
+        return;
+    }
+    let mut msg = Vec::with_capacity(host.len() + 1);
+    msg.push(kind);
+    msg.extend_from_slice(host.as_bytes());
+    for q in queues {
+        let _ = hostcalls::enqueue_shared_queue(q, Some(&msg));
+    }
+}
+
+impl Context for Root {
+    fn on_http_call_response(&mut self, token: u32, num_headers: usize, body_size: usize, _num_trailers: usize) {
+        let now = now_ms();
+        let acts = self.with(|w| {
+            let call = w.calls.remove(&token)?;
+            let host = call.host;
+            let status = if num_headers == 0 {
+                None
+            } else {
+                hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, ":status").ok().flatten()
+            };
+            let status = status.as_deref().and_then(|s| std::str::from_utf8(s).ok());
+            let body = if body_size == 0 || body_size > lookup::MAX_BODY {
+                None
+            } else {
+                hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size).ok().flatten()
+            };
+            let result = lookup::parse_answer(status, body_size, body.as_deref().unwrap_or(&[]), &host);
+            let elapsed = now.saturating_sub(call.started);
+            metrics::record(w.metrics.lookup_latency_ms, elapsed);
+            let entry = w.entry_for(&result, now);
+            let verdict = match &result {
+                Ok(answer) => Some(Some(verdict::decide(answer))),
+                Err(e) => {
+                    metrics::inc(w.metrics.lookups_failed);
+                    if matches!(e, LookupError::NoResponse) && elapsed >= w.cfg.timeout.as_millis() as u64 {
+                        metrics::inc(w.metrics.lookups_timed_out);
+                    }
+                    warn!("cname-guard: lookup for {host} failed after {elapsed} ms: {e}");
+                    None
+                }
+            };
+            // A cached failure must not push out a stale entry still worth serving.
+            let keep_stale = verdict.is_none() && matches!(w.stale_peek(&host, now), Some(true));
+            if let Some(entry) = entry {
+                if !keep_stale {
+                    w.store(&host, entry, now);
+                }
+            }
+            if call.locked {
+                let kind = if verdict.is_some() { MSG_DONE } else { MSG_FAILED };
+                wake(shared::release_lock(w.slots, &host), kind, &host);
+            }
+            Some(w.settle(&host, verdict, now))
+        });
+        self.apply(acts.flatten().unwrap_or_default());
+    }
+}
+
+impl Worker {
+    /// Whether a stale-but-usable entry exists, without counting it served.
+    fn stale_peek(&self, host: &str, now: u64) -> Option<bool> {
+        let e = self.local.get(host).cloned().or_else(|| shared::read(self.slots, host))?;
+        Some(e.verdict.is_some() && now < e.stale_until)
+    }
+}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, _size: usize) -> bool {
+        let raw = hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX).ok().flatten().unwrap_or_default();
+        match Config::parse(&raw) {
+            Ok(cfg) => {
+                info!(
+                    "cname-guard: configured: lookup cluster {} timeout {} ms, failure_mode {:?}, cache {} entries",
+                    cfg.cluster,
+                    cfg.timeout.as_millis(),
+                    cfg.failure_mode,
+                    cfg.cache.max_entries
+                );
+                self.worker = Some(Rc::new(RefCell::new(Worker::new(cfg))));
+                true
+            }
+            Err(e) => {
+                error!("cname-guard: {e}");
+                false
+            }
+        }
+    }
+
+    fn on_tick(&mut self) {
+        let now = now_ms();
+        // Paused requests past their deadline get the failure mode; hosts
+        // whose remote leader is overdue are looked up again.
+        let (acts, retry) = self
+            .with(|w| {
+                let mut late = Vec::new();
+                let mut acts = Vec::new();
+                for (host, list) in w.waiting.iter_mut() {
+                    list.retain(|wt| {
+                        if now >= wt.deadline {
+                            late.push((host.clone(), wt.ctx, wt.format, wt.request_id.clone()));
+                            false
+                        } else {
+                            true
+                        }
+                    });
+                }
+                for (host, ctx, format, rid) in late {
+                    w.ctx_host.remove(&ctx);
+                    metrics::inc(w.metrics.lookups_timed_out);
+                    let act = match w.stale(&host, now) {
+                        Some(v) => w.act(v.as_ref(), &host, format, rid.as_deref()),
+                        None => w.failure(&host, format, rid.as_deref()),
+                    };
+                    acts.push((ctx, act));
+                }
+                let retry: Vec<String> =
+                    w.remote.iter().filter(|(_, &deadline)| now >= deadline).map(|(h, _)| h.clone()).collect();
+                for h in &retry {
+                    w.remote.remove(h);
+                }
+                w.waiting.retain(|h, list| !list.is_empty() || w.calls.values().any(|c| &c.host == h) || w.remote.contains_key(h));
+                w.update_tick();
+                (acts, retry)
+            })
+            .unwrap_or_default();
+        self.apply(acts);
+        for host in retry {
+            self.request(&host);
+        }
+    }
+
+    fn on_queue_ready(&mut self, queue_id: u32) {
+        // Bounded: a flood cannot keep one callback running forever.
+        for _ in 0..1024 {
+            match hostcalls::dequeue_shared_queue(queue_id) {
+                Ok(Some(msg)) => self.on_message(&msg),
+                Ok(None) | Err(_) => break,
+            }
+        }
+    }
+
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
+        let worker = self.worker.clone()?;
+        Some(Box::new(Filter::new(context_id, worker)))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+/// The page format the request asks for, read only when it is needed.
+pub fn requested_format() -> Format {
+    let accept = hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, "accept").ok().flatten();
+    accept::negotiate(accept.as_deref())
+}
+
+pub fn request_id() -> Option<String> {
+    let id = hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, "x-request-id").ok().flatten()?;
+    String::from_utf8(id).ok().filter(|s| s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic()))
+}
