@@ -78,7 +78,6 @@ impl HttpContext for Filter {
         if w.wait(&host, waiter) {
             return Action::Pause;
         }
-        w.forget(self.ctx);
         let act = w.failure(&host, format, rid.as_deref());
         perform(&act, &w.cfg.account_header)
     }

@@ -174,18 +174,22 @@ impl Worker {
             metrics::inc(self.metrics.lookups_coalesced);
             return true;
         }
+        let ctx = waiter.ctx;
         self.waiting.insert(host.to_string(), vec![waiter]);
-        self.update_tick();
-        match self.queue {
-            // Hand the lookup to the root context through our own queue.
-            Some(q) => {
-                let mut msg = Vec::with_capacity(host.len() + 1);
-                msg.push(MSG_LOOKUP);
-                msg.extend_from_slice(host.as_bytes());
-                hostcalls::enqueue_shared_queue(q, Some(&msg)).is_ok()
-            }
-            None => false,
+        // Hand the lookup to the root context through our own queue.
+        let queued = self.queue.is_some_and(|q| {
+            let mut msg = Vec::with_capacity(host.len() + 1);
+            msg.push(MSG_LOOKUP);
+            msg.extend_from_slice(host.as_bytes());
+            hostcalls::enqueue_shared_queue(q, Some(&msg)).is_ok()
+        });
+        if !queued {
+            self.waiting.remove(host);
+            self.ctx_host.remove(&ctx);
+            warn!("cname-guard: could not queue the lookup for {host}");
         }
+        self.update_tick();
+        queued
     }
 
     pub fn is_waiting(&self, ctx: u32) -> bool {
@@ -446,7 +450,7 @@ impl Context for Root {
                     if matches!(e, LookupError::NoResponse) && elapsed >= w.cfg.timeout.as_millis() as u64 {
                         metrics::inc(w.metrics.lookups_timed_out);
                     }
-                    warn!("cname-guard: lookup for {host} failed after {elapsed} ms: {e}");
+                    warn!("cname-guard: lookup for {host} on cluster {} failed after {elapsed} ms: {e}", w.cfg.cluster);
                     None
                 }
             };

@@ -1,0 +1,200 @@
+//! A scriptable lookup service for the failure paths the reference service
+//! never takes: slow, broken, oversized, hostile answers.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// How the fake answers one lookup.
+#[derive(Clone, Debug)]
+pub enum Reply {
+    Json(u16, String),
+    /// Answer after a delay.
+    Late(Duration, Box<Reply>),
+    /// Read the request, never answer.
+    Hang,
+    /// Close the connection without a response.
+    Reset,
+    /// Send the headers, then half the body, then close.
+    CutBody(u16, String),
+    /// Send the body a byte at a time, `gap` apart.
+    Trickle(u16, String, Duration),
+}
+
+/// One lookup the fake received.
+#[derive(Clone, Debug)]
+pub struct Call {
+    pub path: String,
+    pub host_param: String,
+    pub headers: Vec<(String, String)>,
+    pub at: Instant,
+}
+
+impl Call {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+type Handler = dyn Fn(&Call) -> Reply + Send + Sync;
+
+pub struct FakeLookup {
+    pub port: u16,
+    calls: Arc<Mutex<Vec<Call>>>,
+    stop: Arc<AtomicBool>,
+    accept: Option<JoinHandle<()>>,
+}
+
+/// The JSON body of a 200 answer.
+pub fn record(host: &str, account: Option<&str>, target: Option<&str>, custom: Option<&str>, resolves: bool) -> String {
+    serde_json::json!({
+        "host": host, "account": account, "cname_target": target.map(|_| "edge.saas.example"),
+        "target_account": target, "custom_hostname": custom, "origin_resolves": resolves,
+        "suspended": false, "ttl": 60
+    })
+    .to_string()
+}
+
+/// An allowed host of `account` (A record, own zone).
+pub fn allowed(host: &str, account: &str) -> Reply {
+    Reply::Json(200, record(host, Some(account), None, None, true))
+}
+
+impl FakeLookup {
+    pub fn start(handler: impl Fn(&Call) -> Reply + Send + Sync + 'static) -> FakeLookup {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind fake lookup");
+        let port = listener.local_addr().expect("addr").port();
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let handler: Arc<Handler> = Arc::new(handler);
+        let (c, s) = (calls.clone(), stop.clone());
+        let accept = std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if s.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(conn) = conn else { continue };
+                let (c, s, h) = (c.clone(), s.clone(), handler.clone());
+                std::thread::spawn(move || serve(conn, &c, &s, &*h));
+            }
+        });
+        FakeLookup { port, calls, stop, accept: Some(accept) }
+    }
+
+    pub fn calls(&self) -> Vec<Call> {
+        self.calls.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    pub fn count(&self, host: &str) -> usize {
+        self.calls().iter().filter(|c| c.host_param == host).count()
+    }
+}
+
+impl Drop for FakeLookup {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        if let Some(h) = self.accept.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+fn serve(conn: TcpStream, calls: &Mutex<Vec<Call>>, stop: &AtomicBool, handler: &Handler) {
+    let _ = conn.set_read_timeout(Some(Duration::from_millis(200)));
+    let mut reader = BufReader::new(match conn.try_clone() {
+        Ok(c) => c,
+        Err(_) => return,
+    });
+    let mut out = conn;
+    // Keep-alive: Envoy reuses its connections to the cluster.
+    while !stop.load(Ordering::SeqCst) {
+        let Some(call) = read_request(&mut reader, stop) else { return };
+        let reply = handler(&call);
+        if let Ok(mut c) = calls.lock() {
+            c.push(call);
+        }
+        if !answer(&mut out, reply, stop) {
+            let _ = out.shutdown(Shutdown::Both);
+            return;
+        }
+    }
+}
+
+fn read_request(r: &mut BufReader<TcpStream>, stop: &AtomicBool) -> Option<Call> {
+    let mut lines = Vec::new();
+    loop {
+        let mut line = String::new();
+        match r.read_line(&mut line) {
+            Ok(0) => return None,
+            Ok(_) => {}
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                if stop.load(Ordering::SeqCst) {
+                    return None;
+                }
+                continue;
+            }
+            Err(_) => return None,
+        }
+        let line = line.trim_end().to_string();
+        if line.is_empty() {
+            break;
+        }
+        lines.push(line);
+    }
+    let first = lines.first()?.clone();
+    let path = first.split_whitespace().nth(1)?.to_string();
+    let host_param = path.split_once("?host=").map(|(_, h)| h.to_string()).unwrap_or_default();
+    let headers = lines[1..]
+        .iter()
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    Some(Call { path, host_param, headers, at: Instant::now() })
+}
+
+/// Writes a reply; false when the connection must close.
+fn answer(out: &mut TcpStream, reply: Reply, stop: &AtomicBool) -> bool {
+    let head = |status: u16, len: usize| {
+        format!("HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {len}\r\n\r\n")
+    };
+    match reply {
+        Reply::Json(status, body) => out.write_all(format!("{}{body}", head(status, body.len())).as_bytes()).is_ok(),
+        Reply::Late(delay, inner) => {
+            let until = Instant::now() + delay;
+            while Instant::now() < until {
+                if stop.load(Ordering::SeqCst) {
+                    return false;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            answer(out, *inner, stop)
+        }
+        Reply::Hang => {
+            while !stop.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            false
+        }
+        Reply::Reset => false,
+        Reply::CutBody(status, body) => {
+            let _ = out.write_all(format!("{}{}", head(status, body.len()), &body[..body.len() / 2]).as_bytes());
+            false
+        }
+        Reply::Trickle(status, body, gap) => {
+            if out.write_all(head(status, body.len()).as_bytes()).is_err() {
+                return false;
+            }
+            for b in body.bytes() {
+                if stop.load(Ordering::SeqCst) || out.write_all(&[b]).is_err() {
+                    return false;
+                }
+                std::thread::sleep(gap);
+            }
+            true
+        }
+    }
+}

@@ -1,0 +1,415 @@
+//! End-to-end harness: real Envoy, real services, raw HTTP on loopback.
+//! Every process is owned by a guard that kills it on drop, so nothing is
+//! left running when a test fails.
+
+#![allow(dead_code)]
+
+pub mod fake;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn artifact(env: &str, default: &str) -> PathBuf {
+    let path = std::env::var_os(env).map(PathBuf::from).unwrap_or_else(|| root().join(default));
+    assert!(path.exists(), "{} is missing: run `make build` (or set {env})", path.display());
+    path
+}
+
+pub fn envoy_bin() -> PathBuf {
+    artifact("ENVOY_BIN", ".venv/bin/envoy")
+}
+pub fn wasm() -> PathBuf {
+    artifact("CNAME_GUARD_WASM", "target/wasm32-wasip1/release/cname_guard.wasm")
+}
+pub fn lookup_bin() -> PathBuf {
+    artifact("CNAME_GUARD_LOOKUP", "target/release/cname-guard-lookup")
+}
+pub fn origin_bin() -> PathBuf {
+    artifact("CNAME_GUARD_ORIGIN", "target/release/cname-guard-origin")
+}
+
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+/// A fresh scratch directory, removed on drop.
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    pub fn new(tag: &str) -> Scratch {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "cname-guard-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("scratch dir");
+        Scratch(dir)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A child process killed on drop.
+pub struct Proc {
+    pub child: Child,
+    pub name: String,
+}
+
+impl Proc {
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `f` until it returns `Some`, or panics with `what` at the deadline.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Starts one of our service binaries on port 0 and reads the port it bound.
+pub fn start_service(bin: &Path, args: &[&str]) -> (Proc, u16) {
+    let mut child = Command::new(bin)
+        .args(args)
+        .args(["--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {}: {e}", bin.display()));
+    let stdout = child.stdout.take().expect("stdout");
+    let mut proc = Proc { child, name: bin.display().to_string() };
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).expect("read listening line");
+    let port = line
+        .trim()
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("{} printed {line:?}, not `listening on ADDR`", bin.display()));
+    assert!(proc.alive(), "{} exited", bin.display());
+    (proc, port)
+}
+
+/// The reference lookup service over the demo registry.
+pub fn reference_lookup() -> (Proc, u16) {
+    let registry = root().join("envoy/registry.json");
+    start_service(&lookup_bin(), &["--registry", registry.to_str().expect("utf-8 path")])
+}
+
+pub fn origin() -> (Proc, u16) {
+    start_service(&origin_bin(), &["--name", "e2e-origin"])
+}
+
+/// What an Envoy under test is started with.
+pub struct EnvoyOpts {
+    pub plugin_config: String,
+    pub lookup_port: u16,
+    pub origin_port: u16,
+    pub concurrency: u32,
+}
+
+impl EnvoyOpts {
+    pub fn new(plugin_config: serde_json::Value, lookup_port: u16, origin_port: u16) -> EnvoyOpts {
+        EnvoyOpts { plugin_config: plugin_config.to_string(), lookup_port, origin_port, concurrency: 1 }
+    }
+}
+
+pub struct Envoy {
+    pub proc: Proc,
+    pub port: u16,
+    pub admin: u16,
+    pub log: PathBuf,
+    _dir: Scratch,
+}
+
+/// envoy/envoy.yaml with the ports, the .wasm and the plugin configuration
+/// of a test: the file users run is the file the tests run.
+pub fn envoy_yaml(opts: &EnvoyOpts, port: u16, admin: u16) -> String {
+    let shipped = std::fs::read_to_string(root().join("envoy/envoy.yaml")).expect("envoy/envoy.yaml");
+    let mut out = String::new();
+    for line in shipped.lines() {
+        let line = if line.ends_with("# admin") {
+            line.replace("port_value: 9901", &format!("port_value: {admin}"))
+        } else if line.ends_with("# listener") {
+            line.replace("port_value: 10000", &format!("port_value: {port}"))
+        } else if line.ends_with("# lookup") {
+            line.replace("port_value: 8081", &format!("port_value: {}", opts.lookup_port))
+        } else if line.ends_with("# origin") {
+            line.replace("port_value: 8082", &format!("port_value: {}", opts.origin_port))
+        } else if line.ends_with("# plugin-config") {
+            let indent = &line[..line.len() - line.trim_start().len()];
+            format!("{indent}value: '{}'", opts.plugin_config.replace('\'', "''"))
+        } else if line.contains("filename: target/wasm32-wasip1/release/cname_guard.wasm") {
+            line.replace("target/wasm32-wasip1/release/cname_guard.wasm", wasm().to_str().expect("utf-8 path"))
+        } else {
+            line.to_string()
+        };
+        out.push_str(&line);
+        out.push('\n');
+    }
+    for marker in ["# admin", "# listener", "# lookup", "# origin", "# plugin-config"] {
+        assert!(shipped.contains(marker), "envoy/envoy.yaml lost its `{marker}` line");
+    }
+    out
+}
+
+impl Envoy {
+    fn spawn(opts: &EnvoyOpts) -> (Proc, u16, u16, PathBuf, Scratch) {
+        let dir = Scratch::new("envoy");
+        let (port, admin) = (free_port(), free_port());
+        let yaml = dir.0.join("envoy.yaml");
+        std::fs::write(&yaml, envoy_yaml(opts, port, admin)).expect("write yaml");
+        let log = dir.0.join("envoy.log");
+        let child = Command::new(envoy_bin())
+            .arg("-c")
+            .arg(&yaml)
+            .args(["--disable-hot-restart", "-l", "info", "--file-flush-interval-msec", "50", "--concurrency"])
+            .arg(opts.concurrency.to_string())
+            .arg("--log-path")
+            .arg(&log)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start envoy");
+        (Proc { child, name: "envoy".into() }, port, admin, log, dir)
+    }
+
+    /// Starts Envoy and waits until it is ready to serve.
+    pub fn start(opts: &EnvoyOpts) -> Envoy {
+        let (mut proc, port, admin, log, dir) = Envoy::spawn(opts);
+        wait_for("envoy to be ready", Duration::from_secs(30), || {
+            if !proc.alive() {
+                panic!("envoy exited:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
+            }
+            let r = try_get(admin, "/ready")?;
+            (r.status == 200).then_some(())
+        });
+        Envoy { proc, port, admin, log, _dir: dir }
+    }
+
+    /// Starts Envoy expecting it to refuse the configuration; returns its log.
+    pub fn refused(opts: &EnvoyOpts) -> String {
+        let (mut proc, _port, admin, log, _dir) = Envoy::spawn(opts);
+        let status = wait_for("envoy to exit", Duration::from_secs(30), || {
+            if let Some(r) = try_get(admin, "/ready") {
+                if r.status == 200 {
+                    panic!("envoy accepted a configuration it should refuse");
+                }
+            }
+            proc.child.try_wait().ok().flatten()
+        });
+        assert!(!status.success(), "envoy exited 0");
+        std::fs::read_to_string(&log).unwrap_or_default()
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until Envoy's log (flushed every 50 ms) contains `needle`.
+    pub fn wait_log(&self, needle: &str) {
+        wait_for(&format!("{needle:?} in the Envoy log"), std::time::Duration::from_secs(10), || {
+            self.log().contains(needle).then_some(())
+        });
+    }
+
+    /// A counter or gauge of the filter (`cname_guard.` + name).
+    pub fn stat(&self, name: &str) -> u64 {
+        let key = format!("wasmcustom.cname_guard.{name}: ");
+        let stats = get(self.admin, "/stats?filter=cname_guard").body_text();
+        stats
+            .lines()
+            .find_map(|l| l.strip_prefix(&key))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no stat {key:?} in:\n{stats}"))
+    }
+
+    pub fn request(&self, host: &str) -> Response {
+        send(self.port, &Request::get(host))
+    }
+
+    pub fn send(&self, req: &Request) -> Response {
+        send(self.port, req)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Request {
+    pub method: String,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Request {
+    pub fn get(host: &str) -> Request {
+        Request { method: "GET".into(), path: "/".into(), headers: vec![("Host".into(), host.into())], body: Vec::new() }
+    }
+    pub fn method(mut self, m: &str) -> Request {
+        self.method = m.into();
+        self
+    }
+    pub fn header(mut self, name: &str, value: &str) -> Request {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+    pub fn body(mut self, body: &[u8]) -> Request {
+        self.body = body.to_vec();
+        self
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub elapsed: Duration,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+    pub fn body_text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body_text()))
+    }
+}
+
+fn try_get(port: u16, path: &str) -> Option<Response> {
+    let req = Request { path: path.into(), ..Request::get("127.0.0.1") };
+    try_send(port, &req).ok()
+}
+
+pub fn get(port: u16, path: &str) -> Response {
+    try_get(port, path).unwrap_or_else(|| panic!("GET {path} on {port} failed"))
+}
+
+/// One request on a fresh connection, raw HTTP/1.1 so that any Host header
+/// (even an invalid one) can be sent.
+pub fn send(port: u16, req: &Request) -> Response {
+    try_send(port, req).unwrap_or_else(|e| panic!("{} {} on {port}: {e}", req.method, req.path))
+}
+
+pub fn try_send(port: u16, req: &Request) -> std::io::Result<Response> {
+    let start = Instant::now();
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(15)))?;
+    let mut head = format!("{} {} HTTP/1.1\r\n", req.method, req.path).into_bytes();
+    for (n, v) in &req.headers {
+        head.extend_from_slice(n.as_bytes());
+        head.extend_from_slice(b": ");
+        head.extend_from_slice(v.as_bytes());
+        head.extend_from_slice(b"\r\n");
+    }
+    if !req.body.is_empty() {
+        head.extend_from_slice(format!("content-length: {}\r\n", req.body.len()).as_bytes());
+    }
+    head.extend_from_slice(b"connection: close\r\n\r\n");
+    s.write_all(&head)?;
+    s.write_all(&req.body)?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let _ = s.shutdown(Shutdown::Both);
+    parse_response(&raw, req.method == "HEAD", start.elapsed())
+}
+
+fn parse_response(raw: &[u8], head: bool, elapsed: Duration) -> std::io::Result<Response> {
+    let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, m.to_string());
+    let end = raw.windows(4).position(|w| w == b"\r\n\r\n").ok_or_else(|| bad("no end of headers"))?;
+    let text = std::str::from_utf8(&raw[..end]).map_err(|_| bad("non-UTF-8 headers"))?;
+    let mut lines = text.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| bad("no status"))?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let mut body = raw[end + 4..].to_vec();
+    let chunked = headers.iter().any(|(n, v)| n == "transfer-encoding" && v.contains("chunked"));
+    if chunked && !head {
+        body = dechunk(&body).ok_or_else(|| bad("bad chunked body"))?;
+    }
+    Ok(Response { status, headers, body, elapsed })
+}
+
+fn dechunk(mut b: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let nl = b.windows(2).position(|w| w == b"\r\n")?;
+        let size = usize::from_str_radix(std::str::from_utf8(&b[..nl]).ok()?.split(';').next()?.trim(), 16).ok()?;
+        b = &b[nl + 2..];
+        if size == 0 {
+            return Some(out);
+        }
+        out.extend_from_slice(b.get(..size)?);
+        b = b.get(size + 2..)?;
+    }
+}
+
+/// Parses `/stats` text into a map (tests that read several stats at once).
+pub fn stats(admin: u16) -> HashMap<String, u64> {
+    get(admin, "/stats")
+        .body_text()
+        .lines()
+        .filter_map(|l| l.split_once(": "))
+        .filter_map(|(k, v)| v.trim().parse().ok().map(|v| (k.to_string(), v)))
+        .collect()
+}
+
+/// The filter configuration most tests start from.
+pub fn plugin_config(extra: serde_json::Value) -> serde_json::Value {
+    let mut base = serde_json::json!({
+        "lookup": {"cluster": "cname_guard_lookup", "authority": "cname-guard-lookup", "timeout_ms": 500},
+        "ray": {"colo": "ARN"}
+    });
+    merge(&mut base, extra);
+    base
+}
+
+fn merge(base: &mut serde_json::Value, extra: serde_json::Value) {
+    match (base, extra) {
+        (serde_json::Value::Object(b), serde_json::Value::Object(e)) => {
+            for (k, v) in e {
+                merge(b.entry(k).or_insert(serde_json::Value::Null), v);
+            }
+        }
+        (b, e) => *b = e,
+    }
+}
