@@ -1,0 +1,116 @@
+//! The lookup service's endpoints: `/v1/ownership` (lookup contract v1),
+//! `/healthz`, `/readyz`, and `/ext_authz*`.
+
+use crate::dns;
+use crate::ext_authz;
+use crate::http::{self, Body};
+use crate::registry::Answer;
+use crate::reload::Current;
+use crate::server::Handler;
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use serde::Serialize;
+use std::sync::Arc;
+
+pub const OWNERSHIP_PATH: &str = "/v1/ownership";
+
+pub struct LookupApi {
+    pub registry: Arc<Current>,
+    /// No line per request (for benchmarks); reloads and errors still log.
+    pub quiet: bool,
+}
+
+impl Handler for LookupApi {
+    async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
+        let path = req.uri().path();
+        if path.starts_with(ext_authz::PATH_PREFIX) {
+            return ext_authz::check(&self.registry.get(), &req, self.quiet);
+        }
+        let read_only = matches!(*req.method(), Method::GET | Method::HEAD);
+        match path {
+            OWNERSHIP_PATH if read_only => self.ownership(&req),
+            "/healthz" | "/readyz" if read_only => http::text(StatusCode::OK, "ok\n"),
+            OWNERSHIP_PATH | "/healthz" | "/readyz" => http::method_not_allowed("GET, HEAD"),
+            _ => http::not_found(),
+        }
+    }
+}
+
+impl LookupApi {
+    fn ownership(&self, req: &Request<Incoming>) -> Response<Body> {
+        let request_id = request_id(req);
+        let host = match host_param(req.uri().query()) {
+            Ok(h) => h,
+            Err(message) => {
+                if !self.quiet {
+                    crate::info!("lookup bad_request reason={message:?}{request_id}");
+                }
+                return http::json_error(StatusCode::BAD_REQUEST, message);
+            }
+        };
+        let answer = self.registry.get().lookup(&host);
+        if !self.quiet {
+            match &answer {
+                Answer::Found(o) => crate::info!(
+                    "lookup host={host} status=200 account={} target_account={} custom_hostname={} origin_resolves={} suspended={}{request_id}",
+                    o.account.as_deref().unwrap_or("-"),
+                    o.target_account.as_deref().unwrap_or("-"),
+                    o.custom_hostname.as_deref().map(|c| crate::log::clean(c.as_bytes())).unwrap_or_else(|| "-".into()),
+                    o.origin_resolves,
+                    o.suspended,
+                ),
+                Answer::Unknown => crate::info!("lookup host={host} status=404{request_id}"),
+            }
+        }
+        match answer {
+            Answer::Found(o) => http::json(StatusCode::OK, &o),
+            Answer::Unknown => http::json(StatusCode::NOT_FOUND, &Unknown { host: &host, error: "unknown host" }),
+        }
+    }
+}
+
+/// The 404 body, keys in contract order.
+#[derive(Serialize)]
+struct Unknown<'a> {
+    host: &'a str,
+    error: &'static str,
+}
+
+/// The canonical name in `?host=`: percent-decoded, exactly one, a DNS name.
+pub fn host_param(query: Option<&str>) -> Result<String, &'static str> {
+    let mut hosts = form_urlencoded::parse(query.unwrap_or("").as_bytes()).filter(|(k, _)| k == "host");
+    let host = match (hosts.next(), hosts.next()) {
+        (None, _) => return Err("missing host parameter"),
+        (Some(_), Some(_)) => return Err("more than one host parameter"),
+        (Some((_, h)), None) => h,
+    };
+    if host.is_empty() {
+        return Err("empty host parameter");
+    }
+    dns::canonical(&host).map_err(|_| "host is not a valid DNS name")
+}
+
+/// ` request_id=...` for the log line, or nothing.
+pub fn request_id<B>(req: &Request<B>) -> String {
+    match req.headers().get("x-request-id") {
+        Some(v) => format!(" request_id={}", crate::log::clean(v.as_bytes())),
+        None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_params() {
+        assert_eq!(host_param(Some("host=shop.example.com")).as_deref(), Ok("shop.example.com"));
+        assert_eq!(host_param(Some("x=1&host=Shop%2EExample.com.")).as_deref(), Ok("shop.example.com"));
+        for bad in [None, Some(""), Some("host="), Some("hosts=a.example"), Some("host=a.example&host=b.example")] {
+            assert!(host_param(bad).is_err(), "{bad:?}");
+        }
+        for bad in ["a..b", "exa_mple.com", "bad%20host.example", "1.2.3.4", "%3Cscript%3E.example", "%FF.example"] {
+            assert!(host_param(Some(&format!("host={bad}"))).is_err(), "{bad}");
+        }
+    }
+}

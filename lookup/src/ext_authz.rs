@@ -1,0 +1,130 @@
+//! ext_authz mode: Envoy's HTTP ext_authz filter asks `/ext_authz<path>` with
+//! the original `host`; the answer is the same verdict the Wasm filter gives.
+
+use crate::dns::{self, HostHeader};
+use crate::http::{self, Body};
+use crate::registry::Registry;
+use crate::verdict::{decide, Denial, Verdict};
+use hyper::header::{HeaderValue, HOST};
+use hyper::{Request, Response, StatusCode};
+
+pub const PATH_PREFIX: &str = "/ext_authz";
+pub const ACCOUNT_HEADER: &str = "x-cname-guard-account";
+
+pub fn check<B>(registry: &Registry, req: &Request<B>, quiet: bool) -> Response<Body> {
+    let raw = req.headers().get(HOST).map(|v| v.as_bytes()).or_else(|| req.uri().host().map(str::as_bytes));
+    let parsed = match raw.map(std::str::from_utf8) {
+        Some(Ok(raw)) => dns::parse_host_header(raw),
+        Some(Err(_)) => HostHeader::Invalid("non-ASCII host"),
+        None => HostHeader::Invalid("no host header"),
+    };
+    let (shown, verdict) = match parsed {
+        HostHeader::Name(name) => {
+            let verdict = decide(&registry.lookup(&name));
+            (name, verdict)
+        }
+        HostHeader::Ip(ip) => (ip.to_string(), Verdict::Deny(Denial::DirectIp)),
+        HostHeader::Invalid(reason) => {
+            if !quiet {
+                crate::info!("ext_authz bad_request reason={reason:?}{}", crate::api::request_id(req));
+            }
+            return http::with_type(StatusCode::BAD_REQUEST, http::TEXT, "400 Bad Request\n");
+        }
+    };
+    if !quiet {
+        let outcome = match &verdict {
+            Verdict::Allow(account) => format!("allow account={account}"),
+            Verdict::Deny(d) => format!("deny error={}", d.number()),
+        };
+        crate::info!("ext_authz host={shown} {outcome}{}", crate::api::request_id(req));
+    }
+    respond(&verdict)
+}
+
+pub fn respond(verdict: &Verdict) -> Response<Body> {
+    match verdict {
+        Verdict::Allow(account) => match HeaderValue::from_str(account) {
+            Ok(value) => {
+                let mut r = http::with_type(StatusCode::OK, http::TEXT, "");
+                r.headers_mut().insert(ACCOUNT_HEADER, value);
+                r
+            }
+            // Unreachable for a validated registry; refuse rather than pass.
+            Err(_) => http::text(StatusCode::INTERNAL_SERVER_ERROR, "500 Internal Server Error\n"),
+        },
+        Verdict::Deny(d) => {
+            let status = StatusCode::from_u16(d.status()).unwrap_or(StatusCode::FORBIDDEN);
+            http::with_type(status, http::HTML, format!("<h1>Error {}: {}</h1>\n", d.number(), d.name()))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    const REGISTRY: &str = r#"{
+        "accounts": {"saas": {}, "client": {}},
+        "zones": {"saas.example": "saas", "client.example": "client"},
+        "records": {"edge.saas.example": {"a": ["192.0.2.1"]}, "x.client.example": {"cname": "edge.saas.example"}}
+    }"#;
+
+    fn ask(host: Option<&str>) -> Response<Body> {
+        let registry = Registry::from_slice(REGISTRY.as_bytes()).expect("valid");
+        let mut req = Request::builder().uri("/ext_authz/some/path");
+        if let Some(h) = host {
+            req = req.header("host", h);
+        }
+        check(&registry, &req.body(()).expect("request"), true)
+    }
+
+    fn body(r: Response<Body>) -> String {
+        let bytes = futures_body(r);
+        String::from_utf8(bytes).expect("utf-8")
+    }
+
+    fn futures_body(r: Response<Body>) -> Vec<u8> {
+        // `Full` is always ready: poll it once without a runtime.
+        let mut fut = std::pin::pin!(r.into_body().collect());
+        let waker = std::task::Waker::noop();
+        match fut.as_mut().poll(&mut std::task::Context::from_waker(waker)) {
+            std::task::Poll::Ready(Ok(c)) => c.to_bytes().to_vec(),
+            _ => panic!("body not ready"),
+        }
+    }
+
+    use std::future::Future;
+
+    #[test]
+    fn allow_carries_the_serving_account() {
+        let r = ask(Some("Edge.Saas.Example.:443"));
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers().get(ACCOUNT_HEADER).map(|v| v.as_bytes()), Some(&b"saas"[..]));
+    }
+
+    #[test]
+    fn denials_have_status_and_page() {
+        let r = ask(Some("x.client.example"));
+        assert_eq!(r.status(), 409);
+        assert!(r.headers().get(ACCOUNT_HEADER).is_none());
+        assert_eq!(body(r), "<h1>Error 1014: CNAME cross-user banned</h1>\n");
+        let r = ask(Some("nobody.example"));
+        assert_eq!(r.status(), 409);
+        assert_eq!(body(r), "<h1>Error 1001: DNS resolution error</h1>\n");
+        let r = ask(Some("192.0.2.1:80"));
+        assert_eq!(r.status(), 403);
+        assert!(body(r).contains("Error 1003"));
+        assert_eq!(ask(Some("a..b")).status(), 400);
+        assert_eq!(ask(None).status(), 400);
+    }
+
+    #[test]
+    fn every_denial_renders() {
+        for d in [Denial::NotServing, Denial::OriginDns] {
+            let r = respond(&Verdict::Deny(d));
+            assert_eq!(r.status().as_u16(), d.status());
+            assert_eq!(body(r), format!("<h1>Error {}: {}</h1>\n", d.number(), d.name()));
+        }
+    }
+}

@@ -1,0 +1,16 @@
+//! cname-guard's reference ownership lookup service (lookup contract v1) and
+//! demo origin.
+
+pub mod log;
+
+pub mod api;
+pub mod cli;
+pub mod dns;
+pub mod ext_authz;
+pub mod http;
+pub mod origin;
+pub mod registry;
+pub mod reload;
+pub mod run;
+pub mod server;
+pub mod verdict;

@@ -1,0 +1,430 @@
+//! The real binaries over HTTP: lookup contract v1, health, ext_authz mode,
+//! reloads, startup errors, shutdown, and the demo origin.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+const LOOKUP: &str = env!("CARGO_BIN_EXE_cname-guard-lookup");
+const ORIGIN: &str = env!("CARGO_BIN_EXE_cname-guard-origin");
+const DEMO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../envoy/registry.json");
+const DEADLINE: Duration = Duration::from_secs(15);
+
+// --- harness ------------------------------------------------------------------
+
+/// A scratch directory, removed on drop.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new() -> Scratch {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "cname-guard-lookup-test-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("scratch dir");
+        Scratch(dir)
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+
+    /// Replaces a file in one step (write + rename), as config tools do.
+    fn put(&self, name: &str, body: &str) -> PathBuf {
+        let tmp = self.path(&format!(".{name}.tmp"));
+        std::fs::write(&tmp, body).expect("write");
+        let path = self.path(name);
+        std::fs::rename(&tmp, &path).expect("rename");
+        path
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A running service, killed on drop even when a test fails.
+struct Service {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+    _dir: Scratch,
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Service {
+    fn start(bin: &str, args: &[&str]) -> Service {
+        let dir = Scratch::new();
+        let log = dir.path("stderr.log");
+        let child = Command::new(bin)
+            .args(args)
+            .args(["--listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {bin}: {e}"));
+        let mut service = Service { child, port: 0, log, _dir: dir };
+        let stdout = service.child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        // EOF (an empty line) if the service exits instead of listening.
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let port = line
+            .trim()
+            .strip_prefix("listening on 127.0.0.1:")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("{bin} printed {line:?}; stderr:\n{}", service.stderr()));
+        service.port = port;
+        service
+    }
+
+    fn lookup(registry: &Path) -> Service {
+        Service::start(LOOKUP, &["--registry", registry.to_str().expect("utf-8 path")])
+    }
+
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn get(&self, target: &str) -> Response {
+        self.send("GET", target, &[])
+    }
+
+    fn send(&self, method: &str, target: &str, headers: &[(&str, &str)]) -> Response {
+        send(self.port, method, target, headers, b"")
+    }
+
+    fn send_body(&self, method: &str, target: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
+        let len = body.len().to_string();
+        let mut all = headers.to_vec();
+        all.push(("Content-Length", &len));
+        send(self.port, method, target, &all, body)
+    }
+
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill").args([&format!("-{name}"), &self.child.id().to_string()]).status();
+        assert!(status.is_ok_and(|s| s.success()), "kill -{name}");
+    }
+
+    fn wait_exit(&mut self) -> ExitStatus {
+        wait_for("the service to exit", || self.child.try_wait().ok().flatten())
+    }
+}
+
+fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+#[derive(Debug)]
+struct Response {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Response {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+}
+
+/// One HTTP/1.1 request on a fresh connection (`Connection: close`).
+fn send(port: u16, method: &str, target: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    let mut req = format!("{method} {target} HTTP/1.1\r\nConnection: close\r\n");
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        req.push_str("Host: cname-guard-lookup\r\n");
+    }
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).expect("write");
+    s.write_all(body).expect("write body");
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).expect("read");
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("end of headers");
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("bad status line in {head:?}"));
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    Response { status, headers, body: raw[split + 4..].to_vec() }
+}
+
+// --- lookup contract v1 -----------------------------------------------------------
+
+#[test]
+fn ownership_answers_follow_contract_v1() {
+    let svc = Service::lookup(Path::new(DEMO));
+    let r = svc.get("/v1/ownership?host=custom.myclientsite.com");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    assert_eq!(
+        r.json(),
+        serde_json::json!({
+            "host": "custom.myclientsite.com", "account": "acct-client", "cname_target": "edge.saas.example",
+            "target_account": "acct-saas", "custom_hostname": null, "origin_resolves": true, "suspended": false, "ttl": 60
+        })
+    );
+    let r = svc.get("/v1/ownership?host=shop%2Ecustomer.example");
+    assert_eq!(r.status, 200);
+    let j = r.json();
+    assert_eq!(
+        (j["host"].as_str(), j["account"].is_null(), j["custom_hostname"].as_str()),
+        (Some("shop.customer.example"), true, Some("active"))
+    );
+    let j = svc.get("/v1/ownership?host=new-1.tenants.saas.example").json();
+    assert_eq!((j["account"].as_str(), j["ttl"].as_u64()), (Some("acct-saas"), Some(300)));
+
+    let r = svc.get("/v1/ownership?host=nobody-knows-this.example");
+    assert_eq!(r.status, 404);
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    assert_eq!(r.json(), serde_json::json!({"host": "nobody-knows-this.example", "error": "unknown host"}));
+
+    for bad in
+        ["", "?host=", "?host=a..b", "?host=exa_mple.com", "?host=bad%20host.example", "?host=1.2.3.4", "?other=x"]
+    {
+        let r = svc.get(&format!("/v1/ownership{bad}"));
+        assert_eq!(r.status, 400, "{bad}");
+        assert!(r.json()["error"].is_string(), "{bad}");
+    }
+    for method in ["POST", "PUT", "DELETE"] {
+        let r = svc.send(method, "/v1/ownership?host=www.saas.example", &[("Content-Length", "0")]);
+        assert_eq!(r.status, 405, "{method}");
+        assert_eq!(r.header("allow"), Some("GET, HEAD"));
+    }
+    let head = svc.send("HEAD", "/v1/ownership?host=www.saas.example", &[]);
+    assert_eq!(head.status, 200);
+    assert!(head.body.is_empty());
+
+    for path in ["/healthz", "/readyz"] {
+        let r = svc.get(path);
+        assert_eq!((r.status, r.text().trim()), (200, "ok"), "{path}");
+    }
+    assert_eq!(svc.get("/v2/ownership?host=www.saas.example").status, 404);
+
+    svc.send("GET", "/v1/ownership?host=www.saas.example", &[("x-request-id", "req-abc-123")]);
+    wait_for("the request id in the log", || svc.stderr().contains("request_id=req-abc-123").then_some(()));
+}
+
+#[test]
+fn ext_authz_mode_gives_the_filters_verdicts() {
+    let svc = Service::lookup(Path::new(DEMO));
+    let ask = |host: &str| svc.send("GET", "/ext_authz/some/page?q=1", &[("Host", host)]);
+    for (host, account) in [
+        ("shop.customer.example", "acct-saas"),
+        ("WWW.Saas.Example:8443", "acct-saas"),
+        ("app.saas.example.", "acct-saas"),
+        ("x.tenants.saas.example", "acct-saas"),
+    ] {
+        let r = ask(host);
+        assert_eq!(r.status, 200, "{host}: {}", r.text());
+        assert_eq!(r.header("x-cname-guard-account"), Some(account), "{host}");
+    }
+    for (host, status, page) in [
+        ("custom.myclientsite.com", 409, "<h1>Error 1014: CNAME cross-user banned</h1>"),
+        ("blocked.customer.example", 409, "<h1>Error 1014: CNAME cross-user banned</h1>"),
+        ("pending.customer.example", 530, "<h1>Error 1016: Origin DNS error</h1>"),
+        ("moved.customer.example", 530, "<h1>Error 1016: Origin DNS error</h1>"),
+        ("broken.saas.example", 530, "<h1>Error 1016: Origin DNS error</h1>"),
+        ("www.frozen.example", 403, "<h1>Error 1004: Host not configured to serve web traffic</h1>"),
+        ("orphan.example", 409, "<h1>Error 1001: DNS resolution error</h1>"),
+        ("nobody-knows-this.example", 409, "<h1>Error 1001: DNS resolution error</h1>"),
+    ] {
+        let r = ask(host);
+        assert_eq!(r.status, status, "{host}");
+        assert_eq!(r.header("content-type"), Some("text/html; charset=UTF-8"), "{host}");
+        assert_eq!(r.text().trim(), page, "{host}");
+        assert_eq!(r.header("x-cname-guard-account"), None, "{host}");
+    }
+    // Any method and path under the prefix.
+    let r = svc.send("POST", "/ext_authz", &[("Host", "www.saas.example"), ("Content-Length", "0")]);
+    assert_eq!(r.status, 200);
+}
+
+// --- reloads ----------------------------------------------------------------------
+
+const ONE: &str =
+    r#"{"accounts": {"a": {}}, "zones": {"one.example": "a"}, "records": {"www.one.example": {"a": ["192.0.2.1"]}}}"#;
+const TWO: &str = r#"{"accounts": {"a": {}, "b": {}}, "zones": {"one.example": "a", "two.example": "b"},
+    "records": {"www.one.example": {"a": ["192.0.2.1"]}, "www.two.example": {"a": ["192.0.2.2"]}}}"#;
+const THREE: &str = r#"{"accounts": {"c": {}}, "zones": {"three.example": "c"}}"#;
+
+fn status_of(svc: &Service, host: &str) -> u16 {
+    svc.get(&format!("/v1/ownership?host={host}")).status
+}
+
+#[test]
+fn file_changes_are_served_and_bad_files_keep_the_old_registry() {
+    let dir = Scratch::new();
+    let file = dir.put("registry.json", ONE);
+    let svc = Service::lookup(&file);
+    assert_eq!(status_of(&svc, "www.one.example"), 200);
+    assert_eq!(status_of(&svc, "www.two.example"), 404);
+
+    dir.put("registry.json", TWO);
+    wait_for("the new registry to be served", || (status_of(&svc, "www.two.example") == 200).then_some(()));
+    wait_for("the reload log line", || svc.stderr().contains("registry reloaded").then_some(()));
+
+    dir.put("registry.json", r#"{"accounts": {}, "zones": {"two.example": "acct-9"}}"#);
+    wait_for("the bad file to be rejected", || {
+        svc.stderr().contains(r#"zones["two.example"]: unknown account "acct-9""#).then_some(())
+    });
+    assert!(svc.stderr().contains("keeping the previous one"));
+    assert_eq!(status_of(&svc, "www.two.example"), 200, "old registry kept");
+    assert_eq!(svc.get("/healthz").status, 200);
+
+    dir.put("registry.json", "{ not json");
+    wait_for("the broken file to be rejected", || (svc.stderr().matches("rejected").count() >= 2).then_some(()));
+    assert_eq!(status_of(&svc, "www.one.example"), 200, "old registry kept");
+
+    dir.put("registry.json", THREE);
+    wait_for("the fixed file to be served", || (status_of(&svc, "three.example") == 200).then_some(()));
+    assert_eq!(status_of(&svc, "www.one.example"), 404);
+}
+
+#[test]
+fn sighup_reloads() {
+    let dir = Scratch::new();
+    let file = dir.put("registry.json", ONE);
+    let svc = Service::lookup(&file);
+    svc.signal("HUP");
+    wait_for("a SIGHUP reload", || svc.stderr().contains("(SIGHUP)").then_some(()));
+    assert_eq!(status_of(&svc, "www.one.example"), 200);
+}
+
+// --- process behaviour --------------------------------------------------------------
+
+#[test]
+fn an_invalid_registry_at_startup_is_refused_naming_the_problem() {
+    let dir = Scratch::new();
+    for (body, needle) in [
+        (
+            r#"{"accounts": {"acct-1": {}}, "zones": {"x.example": "acct-9"}}"#,
+            r#"zones["x.example"]: unknown account "acct-9""#,
+        ),
+        (r#"{"records": {"x.example": {"a": ["192.0.2.1"], "cname": "y.example"}}}"#, r#"records["x.example"]"#),
+        (r#"{"acounts": {}}"#, "acounts: unknown field"),
+    ] {
+        let file = dir.put("bad.json", body);
+        let out = Command::new(LOOKUP)
+            .args(["--registry", file.to_str().expect("utf-8"), "--listen", "127.0.0.1:0"])
+            .output()
+            .expect("run");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{body}");
+        assert!(out.stdout.is_empty(), "no listening line for {body}");
+        assert!(stderr.contains("invalid registry") && stderr.contains(needle), "{body}: {stderr}");
+    }
+    let out = Command::new(LOOKUP).args(["--registry", "/nonexistent/registry.json"]).output().expect("run");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/registry.json"));
+}
+
+#[test]
+fn usage() {
+    let out = Command::new(LOOKUP).arg("--help").output().expect("run");
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("--registry PATH"));
+    let out = Command::new(LOOKUP).env_remove("CNAME_GUARD_REGISTRY").output().expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--registry is required"));
+    let out = Command::new(LOOKUP).args(["--registry", DEMO, "--listen", "nowhere"]).output().expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let out = Command::new(ORIGIN).arg("--help").output().expect("run");
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("--name NAME"));
+}
+
+#[test]
+fn sigterm_shuts_down_cleanly() {
+    for sig in ["TERM", "INT"] {
+        let mut svc = Service::lookup(Path::new(DEMO));
+        assert_eq!(svc.get("/healthz").status, 200);
+        svc.signal(sig);
+        let status = svc.wait_exit();
+        assert!(status.success(), "SIG{sig}: {status:?}");
+        assert!(svc.stderr().contains(&format!("SIG{sig}: shutting down")));
+    }
+}
+
+#[test]
+fn env_fallbacks() {
+    let mut child = Command::new(LOOKUP)
+        .env("CNAME_GUARD_REGISTRY", DEMO)
+        .env("CNAME_GUARD_LISTEN", "127.0.0.1:0")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start");
+    let mut line = String::new();
+    let read = child.stdout.take().map(|out| BufReader::new(out).read_line(&mut line));
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(read.is_some_and(|r| r.is_ok()));
+    assert!(line.starts_with("listening on 127.0.0.1:"), "{line:?}");
+}
+
+// --- the demo origin ------------------------------------------------------------------
+
+#[test]
+fn the_origin_echoes_what_reached_it() {
+    let svc = Service::start(ORIGIN, &["--name", "test-origin"]);
+    // A body is read and the echo still answers.
+    let r = svc.send_body("POST", "/upload", &[("Host", "shop.customer.example")], &[b'x'; 70_000]);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    assert_eq!((r.json()["method"].as_str(), r.json()["path"].as_str()), (Some("POST"), Some("/upload")));
+    let r =
+        svc.send("GET", "/some/path?x=1", &[("Host", "shop.customer.example"), ("x-cname-guard-account", "acct-saas")]);
+    assert_eq!(
+        r.json(),
+        serde_json::json!({"origin": "test-origin", "method": "GET", "path": "/some/path?x=1",
+            "host": "shop.customer.example", "account": "acct-saas", "account_headers": 1})
+    );
+    let j = svc
+        .send("DELETE", "/", &[("Host", "a.example"), ("x-cname-guard-account", "a"), ("x-cname-guard-account", "b")])
+        .json();
+    assert_eq!(
+        (j["account"].as_str(), j["account_headers"].as_u64(), j["method"].as_str()),
+        (Some("a"), Some(2), Some("DELETE"))
+    );
+    let j = svc.get("/").json();
+    assert_eq!((j["account"].is_null(), j["account_headers"].as_u64()), (true, Some(0)));
+    let r = svc.get("/healthz");
+    assert_eq!((r.status, r.text().trim()), (200, "ok"));
+}
