@@ -11,8 +11,8 @@ const MAX_LABEL: usize = 63;
 pub enum Authority {
     /// A normalized DNS name: lower case, no port, no trailing dot.
     Name(String),
-    /// An IPv4 literal or a bracketed IPv6 literal (Error 1003).
-    IpLiteral,
+    /// An IPv4 literal or a bracketed IPv6 literal (Error 1003), port stripped.
+    IpLiteral(String),
 }
 
 /// Why an authority was refused with 400.
@@ -102,7 +102,7 @@ pub fn normalize(mut raw: Vec<u8>) -> Result<Authority, AuthorityError> {
     let last = name.rsplit('.').next().unwrap_or("");
     if last.bytes().all(|b| b.is_ascii_digit()) {
         return match name.parse::<Ipv4Addr>() {
-            Ok(_) => Ok(Authority::IpLiteral),
+            Ok(_) => Ok(Authority::IpLiteral(name)),
             Err(_) => Err(AuthorityError::InvalidChar),
         };
     }
@@ -120,7 +120,7 @@ fn bracketed(raw: &[u8]) -> Result<Authority, AuthorityError> {
     }
     let inner = std::str::from_utf8(&raw[1..close]).map_err(|_| AuthorityError::NonAscii)?;
     match inner.parse::<Ipv6Addr>() {
-        Ok(_) => Ok(Authority::IpLiteral),
+        Ok(ip) => Ok(Authority::IpLiteral(format!("[{ip}]"))),
         Err(_) => Err(AuthorityError::InvalidChar),
     }
 }
@@ -191,10 +191,11 @@ mod tests {
 
     #[test]
     fn ip_literals() {
-        assert_eq!(norm("192.0.2.1"), Ok(Authority::IpLiteral));
-        assert_eq!(norm("192.0.2.1:8080"), Ok(Authority::IpLiteral));
-        assert_eq!(norm("[::1]"), Ok(Authority::IpLiteral));
-        assert_eq!(norm("[2001:db8::1]:443"), Ok(Authority::IpLiteral));
+        let ip = |s: &str| Ok(Authority::IpLiteral(s.to_string()));
+        assert_eq!(norm("192.0.2.1"), ip("192.0.2.1"));
+        assert_eq!(norm("192.0.2.1:8080"), ip("192.0.2.1"));
+        assert_eq!(norm("[::1]"), ip("[::1]"));
+        assert_eq!(norm("[2001:DB8:0::1]:443"), ip("[2001:db8::1]"));
         assert_eq!(norm("[nonsense]"), Err(AuthorityError::InvalidChar));
         assert_eq!(norm("[::1]x"), Err(AuthorityError::InvalidPort));
         assert_eq!(norm("[::1"), Err(AuthorityError::InvalidChar));

@@ -42,8 +42,8 @@ impl HttpContext for Filter {
             .unwrap_or_default();
         let host = match authority::normalize(raw) {
             Ok(Authority::Name(host)) => host,
-            Ok(Authority::IpLiteral) => {
-                let reply = w.deny(Problem::Code(ErrorCode::DirectIp), "IP address", requested_format(), request_id().as_deref());
+            Ok(Authority::IpLiteral(ip)) => {
+                let reply = w.deny(Problem::Code(ErrorCode::DirectIp), &ip, requested_format(), request_id().as_deref());
                 worker::send(&reply);
                 return Action::Pause;
             }

@@ -166,10 +166,11 @@ fn normalization_and_refusals_without_lookup() {
     // Non-ASCII bytes in Host.
     let r = send(envoy.port, &Request { headers: vec![("Host".into(), "bücher.example".into())], ..Request::get("x") });
     assert!(r.status == 400, "non-ASCII: {}", r.status);
-    for ip in ["192.0.2.7", "192.0.2.7:8080", "[2001:db8::1]", "[::1]:443"] {
+    for (ip, shown) in [("192.0.2.7", "192.0.2.7"), ("192.0.2.7:8080", "192.0.2.7"), ("[2001:db8::1]", "[2001:db8::1]"), ("[::1]:443", "[::1]")] {
         let r = envoy.request(ip);
         assert_eq!(r.status, 403, "{ip}");
         assert!(r.body_text().contains("Error 1003: Direct IP access not allowed"), "{ip}");
+        assert!(r.body_text().contains(&format!("<title>{shown} | Error 1003</title>")), "{ip}");
         assert_ray(&r);
     }
     let asked: Vec<String> = lookup.calls().iter().map(|c| c.host_param.clone()).collect();

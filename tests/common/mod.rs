@@ -341,10 +341,43 @@ pub fn try_send(port: u16, req: &Request) -> std::io::Result<Response> {
     head.extend_from_slice(b"connection: close\r\n\r\n");
     s.write_all(&head)?;
     s.write_all(&req.body)?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw)?;
+    let raw = read_response(&mut s, req.method == "HEAD")?;
     let _ = s.shutdown(Shutdown::Both);
     parse_response(&raw, req.method == "HEAD", start.elapsed())
+}
+
+/// Reads one response: up to its content-length or last chunk, not to EOF
+/// (Envoy keeps a connection open a while after some error replies).
+fn read_response(s: &mut TcpStream, head: bool) -> std::io::Result<Vec<u8>> {
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            let headers = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
+            let body = &raw[end + 4..];
+            let length = headers
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse::<usize>().ok());
+            let done = if head || headers.starts_with("http/1.1 304") || headers.starts_with("http/1.1 204") {
+                true
+            } else if let Some(n) = length {
+                body.len() >= n
+            } else if headers.contains("transfer-encoding: chunked") {
+                body.ends_with(b"0\r\n\r\n")
+            } else {
+                false
+            };
+            if done {
+                return Ok(raw);
+            }
+        }
+        let n = s.read(&mut buf)?;
+        if n == 0 {
+            return Ok(raw);
+        }
+        raw.extend_from_slice(&buf[..n]);
+    }
 }
 
 fn parse_response(raw: &[u8], head: bool, elapsed: Duration) -> std::io::Result<Response> {
