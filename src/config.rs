@@ -1,21 +1,21 @@
 //! Plugin configuration: parsed and validated once, in `on_configure`.
 
+use crate::json::{self, Value};
 use crate::verdict::ErrorCode;
-use serde::Deserialize;
-use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
 /// A configuration the filter refuses, with the key at fault.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
+    /// Dotted path of the key, e.g. `lookup.timeout_ms`; empty for the document.
     pub key: String,
     pub message: String,
 }
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.key.is_empty() || self.key == "." {
+        if self.key.is_empty() {
             write!(f, "invalid configuration: {}", self.message)
         } else {
             write!(f, "invalid configuration at `{}`: {}", self.key, self.message)
@@ -27,51 +27,15 @@ fn err(key: &str, message: impl Into<String>) -> ConfigError {
     ConfigError { key: key.to_string(), message: message.into() }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum FailureMode {
     #[default]
     Deny,
     Allow,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Raw {
-    lookup: RawLookup,
-    #[serde(default)]
-    cache: CacheConfig,
-    #[serde(default)]
-    failure_mode: FailureMode,
-    #[serde(default = "default_status_on_error")]
-    status_on_error: u16,
-    #[serde(default = "default_retry_after")]
-    retry_after_seconds: u32,
-    #[serde(default)]
-    ray: RayConfig,
-    #[serde(default = "default_server")]
-    server_header: String,
-    #[serde(default = "default_account_header")]
-    account_header: String,
-    #[serde(default)]
-    status: BTreeMap<String, u16>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawLookup {
-    cluster: String,
-    #[serde(default)]
-    authority: Option<String>,
-    #[serde(default = "default_path")]
-    path: String,
-    #[serde(default = "default_timeout_ms")]
-    timeout_ms: u32,
-}
-
 /// `cache.*`: how long answers are kept, and how many.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CacheConfig {
     pub ttl_seconds: u32,
     pub negative_ttl_seconds: u32,
@@ -92,39 +56,6 @@ impl Default for CacheConfig {
     }
 }
 
-/// `ray.*`: the ray-id header on error responses.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RayConfig {
-    pub header: String,
-    pub colo: String,
-}
-
-impl Default for RayConfig {
-    fn default() -> Self {
-        RayConfig { header: "cf-ray".into(), colo: "EDGE".into() }
-    }
-}
-
-fn default_status_on_error() -> u16 {
-    503
-}
-fn default_retry_after() -> u32 {
-    5
-}
-fn default_server() -> String {
-    "cloudflare".into()
-}
-fn default_account_header() -> String {
-    "x-cname-guard-account".into()
-}
-fn default_path() -> String {
-    "/v1/ownership".into()
-}
-fn default_timeout_ms() -> u32 {
-    500
-}
-
 /// The validated configuration the filter runs with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -143,87 +74,178 @@ pub struct Config {
     statuses: [u16; ErrorCode::ALL.len()],
 }
 
+/// One JSON object of the configuration, with its path for error messages.
+struct Section<'a> {
+    path: String,
+    members: &'a [(String, Value)],
+}
+
+impl<'a> Section<'a> {
+    /// `value` as an object whose keys are all in `known`.
+    fn new(value: &'a Value, path: String, known: &[&str]) -> Result<Section<'a>, ConfigError> {
+        let Value::Object(members) = value else {
+            return Err(err(&path, format!("expected an object, found {}", value.kind())));
+        };
+        let section = Section { path, members };
+        if let Some((key, _)) = members.iter().find(|(k, _)| !known.contains(&k.as_str())) {
+            let expected = known.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ");
+            return Err(err(&section.key(key), format!("unknown key (expected one of {expected})")));
+        }
+        Ok(section)
+    }
+
+    fn key(&self, key: &str) -> String {
+        if self.path.is_empty() {
+            key.to_string()
+        } else {
+            format!("{}.{key}", self.path)
+        }
+    }
+
+    fn get(&self, key: &str) -> Option<&'a Value> {
+        self.members.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+
+    fn section(&self, key: &str, known: &[&str]) -> Result<Option<Section<'a>>, ConfigError> {
+        self.get(key).map(|v| Section::new(v, self.key(key), known)).transpose()
+    }
+
+    fn string(&self, key: &str) -> Result<Option<String>, ConfigError> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(v) => Err(err(&self.key(key), format!("expected a string, found {}", v.kind()))),
+        }
+    }
+
+    /// An integer in `range`, or `default` when absent.
+    fn uint(&self, key: &str, default: u32, range: std::ops::RangeInclusive<u32>) -> Result<u32, ConfigError> {
+        let Some(v) = self.get(key) else { return Ok(default) };
+        let n = v
+            .as_u64()
+            .ok_or_else(|| err(&self.key(key), format!("expected a non-negative integer, found {}", v.kind())))?;
+        match u32::try_from(n) {
+            Ok(n) if range.contains(&n) => Ok(n),
+            _ => Err(err(&self.key(key), format!("must be between {} and {}", range.start(), range.end()))),
+        }
+    }
+}
+
 impl Config {
-    pub fn parse(json: &[u8]) -> Result<Config, ConfigError> {
-        let de = &mut serde_json::Deserializer::from_slice(json);
-        let raw: Raw = serde_path_to_error::deserialize(de).map_err(|e| {
-            let key = e.path().to_string();
-            err(&key, e.into_inner().to_string())
-        })?;
-        Config::validate(raw)
+    pub fn parse(text: &[u8]) -> Result<Config, ConfigError> {
+        let doc = json::parse(text).map_err(|e| err("", format!("not JSON: {e}")))?;
+        let root = Section::new(
+            &doc,
+            String::new(),
+            &[
+                "lookup",
+                "cache",
+                "failure_mode",
+                "status_on_error",
+                "retry_after_seconds",
+                "ray",
+                "server_header",
+                "account_header",
+                "status",
+            ],
+        )?;
+        let lookup = root
+            .section("lookup", &["cluster", "authority", "path", "timeout_ms"])?
+            .ok_or_else(|| err("lookup", "required (at least `lookup.cluster`)"))?;
+        let cluster = lookup.string("cluster")?.ok_or_else(|| err("lookup.cluster", "required"))?;
+        if cluster.is_empty() || !cluster.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(err("lookup.cluster", "must be a non-empty cluster name"));
+        }
+        let authority = lookup.string("authority")?.unwrap_or_else(|| cluster.clone());
+        if authority.is_empty() || !authority.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(err("lookup.authority", "must be a non-empty host name"));
+        }
+        let path = lookup.string("path")?.unwrap_or_else(|| "/v1/ownership".into());
+        if !path.starts_with('/') || !path.bytes().all(|b| b.is_ascii_graphic() && b != b'?' && b != b'#') {
+            return Err(err("lookup.path", "must start with `/` and hold no query, fragment or spaces"));
+        }
+        let timeout_ms = lookup.uint("timeout_ms", 500, 1..=60_000)?;
+
+        const DAY: std::ops::RangeInclusive<u32> = 0..=86_400;
+        let known = ["ttl_seconds", "negative_ttl_seconds", "failure_ttl_seconds", "stale_if_error_seconds", "max_entries"];
+        let cache = match root.section("cache", &known)? {
+            None => CacheConfig::default(),
+            Some(c) => {
+                let d = CacheConfig::default();
+                CacheConfig {
+                    ttl_seconds: c.uint("ttl_seconds", d.ttl_seconds, DAY)?,
+                    negative_ttl_seconds: c.uint("negative_ttl_seconds", d.negative_ttl_seconds, DAY)?,
+                    failure_ttl_seconds: c.uint("failure_ttl_seconds", d.failure_ttl_seconds, DAY)?,
+                    stale_if_error_seconds: c.uint("stale_if_error_seconds", d.stale_if_error_seconds, DAY)?,
+                    max_entries: c.uint("max_entries", d.max_entries, 0..=1_000_000)?,
+                }
+            }
+        };
+
+        let failure_mode = match root.string("failure_mode")?.as_deref() {
+            None | Some("deny") => FailureMode::Deny,
+            Some("allow") => FailureMode::Allow,
+            Some(_) => return Err(err("failure_mode", "must be `deny` or `allow`")),
+        };
+        let status_on_error = root.uint("status_on_error", 503, 400..=599)? as u16;
+        let retry_after_seconds = root.uint("retry_after_seconds", 5, DAY)?;
+
+        let ray = root.section("ray", &["header", "colo"])?;
+        let ray_header = match &ray {
+            Some(r) => r.string("header")?,
+            None => None,
+        }
+        .unwrap_or_else(|| "cf-ray".into());
+        check_header_name("ray.header", &ray_header)?;
+        let colo = match &ray {
+            Some(r) => r.string("colo")?,
+            None => None,
+        }
+        .unwrap_or_else(|| "EDGE".into());
+        if colo.is_empty() || colo.len() > 8 || !colo.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(err("ray.colo", "must be 1 to 8 letters or digits"));
+        }
+
+        let server_header = root.string("server_header")?.unwrap_or_else(|| "cloudflare".into());
+        if server_header.is_empty() || !server_header.bytes().all(|b| (b' '..=b'~').contains(&b)) {
+            return Err(err("server_header", "must be non-empty printable ASCII"));
+        }
+        let account_header = root.string("account_header")?.unwrap_or_else(|| "x-cname-guard-account".into());
+        check_header_name("account_header", &account_header)?;
+
+        let mut statuses = ErrorCode::ALL.map(ErrorCode::default_status);
+        if let Some(v) = root.get("status") {
+            let Value::Object(members) = v else {
+                return Err(err("status", format!("expected an object, found {}", v.kind())));
+            };
+            let section = Section { path: "status".into(), members };
+            for (key, _) in members {
+                let code = key.parse().ok().and_then(ErrorCode::from_number).ok_or_else(|| {
+                    err(&section.key(key), "unknown error code (known: 1001, 1003, 1004, 1014, 1016)")
+                })?;
+                statuses[code.index()] = section.uint(key, 0, 400..=599)? as u16;
+            }
+        }
+
+        Ok(Config {
+            cluster,
+            authority,
+            path,
+            timeout: Duration::from_millis(u64::from(timeout_ms)),
+            cache,
+            failure_mode,
+            status_on_error,
+            retry_after_seconds,
+            ray_header: ray_header.to_ascii_lowercase(),
+            colo,
+            server_header,
+            account_header: account_header.to_ascii_lowercase(),
+            statuses,
+        })
     }
 
     pub fn status(&self, code: ErrorCode) -> u16 {
         self.statuses[code.index()]
-    }
-
-    fn validate(raw: Raw) -> Result<Config, ConfigError> {
-        let l = raw.lookup;
-        if l.cluster.is_empty() || !l.cluster.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(err("lookup.cluster", "must be a non-empty cluster name"));
-        }
-        let authority = l.authority.unwrap_or_else(|| l.cluster.clone());
-        if authority.is_empty() || !authority.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(err("lookup.authority", "must be a non-empty host name"));
-        }
-        if !l.path.starts_with('/') || !l.path.bytes().all(|b| b.is_ascii_graphic() && b != b'?' && b != b'#') {
-            return Err(err("lookup.path", "must start with `/` and hold no query, fragment or spaces"));
-        }
-        if !(1..=60_000).contains(&l.timeout_ms) {
-            return Err(err("lookup.timeout_ms", "must be between 1 and 60000"));
-        }
-        if raw.cache.max_entries > 1_000_000 {
-            return Err(err("cache.max_entries", "must be at most 1000000"));
-        }
-        for (key, value) in [
-            ("cache.ttl_seconds", raw.cache.ttl_seconds),
-            ("cache.negative_ttl_seconds", raw.cache.negative_ttl_seconds),
-            ("cache.failure_ttl_seconds", raw.cache.failure_ttl_seconds),
-            ("cache.stale_if_error_seconds", raw.cache.stale_if_error_seconds),
-        ] {
-            if value > 86_400 {
-                return Err(err(key, "must be at most 86400"));
-            }
-        }
-        if !(400..=599).contains(&raw.status_on_error) {
-            return Err(err("status_on_error", "must be an HTTP status between 400 and 599"));
-        }
-        if raw.retry_after_seconds > 86_400 {
-            return Err(err("retry_after_seconds", "must be at most 86400"));
-        }
-        check_header_name("ray.header", &raw.ray.header)?;
-        check_header_name("account_header", &raw.account_header)?;
-        if raw.ray.colo.is_empty() || raw.ray.colo.len() > 8 || !raw.ray.colo.bytes().all(|b| b.is_ascii_alphanumeric()) {
-            return Err(err("ray.colo", "must be 1 to 8 letters or digits"));
-        }
-        if raw.server_header.is_empty() || !raw.server_header.bytes().all(|b| (b' '..=b'~').contains(&b)) {
-            return Err(err("server_header", "must be non-empty printable ASCII"));
-        }
-        let mut statuses = ErrorCode::ALL.map(ErrorCode::default_status);
-        for (key, status) in &raw.status {
-            let code = key.parse().ok().and_then(ErrorCode::from_number).ok_or_else(|| {
-                err(&format!("status.{key}"), "unknown error code (known: 1001, 1003, 1004, 1014, 1016)")
-            })?;
-            if !(400..=599).contains(status) {
-                return Err(err(&format!("status.{key}"), "must be an HTTP status between 400 and 599"));
-            }
-            statuses[code.index()] = *status;
-        }
-        Ok(Config {
-            cluster: l.cluster,
-            authority,
-            path: l.path,
-            timeout: Duration::from_millis(u64::from(l.timeout_ms)),
-            cache: raw.cache,
-            failure_mode: raw.failure_mode,
-            status_on_error: raw.status_on_error,
-            retry_after_seconds: raw.retry_after_seconds,
-            ray_header: raw.ray.header.to_ascii_lowercase(),
-            colo: raw.ray.colo,
-            server_header: raw.server_header,
-            account_header: raw.account_header.to_ascii_lowercase(),
-            statuses,
-        })
     }
 }
 
@@ -291,13 +313,19 @@ mod tests {
 
     #[test]
     fn errors_name_the_key() {
-        assert_eq!(key_of(r#"{}"#), ".");
-        assert!(parse("{}").unwrap_err().message.contains("lookup"));
-        assert_eq!(key_of(r#"{"lookup":{}}"#), "lookup");
-        assert!(parse(r#"{"lookup":{}}"#).unwrap_err().message.contains("cluster"));
+        assert_eq!(key_of(r#"{}"#), "lookup");
+        assert_eq!(key_of(r#"{"lookup":{}}"#), "lookup.cluster");
+        assert_eq!(key_of(r#"{"lookup":{"cluster":7}}"#), "lookup.cluster");
+        assert_eq!(key_of(r#"{"lookup":"o"}"#), "lookup");
         assert_eq!(key_of(r#"{"lookup":{"cluster":""}}"#), "lookup.cluster");
         assert_eq!(key_of(r#"{"lookup":{"cluster":"o"},"bogus":1}"#), "bogus");
-        assert!(parse(r#"{"lookup":{"cluster":"o"},"bogus":1}"#).unwrap_err().message.contains("bogus"));
+        assert!(parse(r#"{"lookup":{"cluster":"o"},"bogus":1}"#).unwrap_err().message.contains("`lookup`"));
+        assert_eq!(key_of(r#"{"lookup":{"cluster":"o","timeout_ms":1.5}}"#), "lookup.timeout_ms");
+        assert_eq!(key_of(r#"{"lookup":{"cluster":"o","timeout_ms":60001}}"#), "lookup.timeout_ms");
+        assert_eq!(key_of(r#"{"lookup":{"cluster":"o"},"cache":{"ttl_seconds":null}}"#), "cache.ttl_seconds");
+        assert_eq!(key_of(r#"{"lookup":{"cluster":"o"},"status":{"1014":"409"}}"#), "status.1014");
+        assert_eq!(key_of(r#"{"lookup":{"cluster":"o"},"status":[]}"#), "status");
+        assert_eq!(key_of(r#"{"lookup":{"cluster":"o"},"lookup":{"cluster":"p"}}"#), "");
         assert_eq!(key_of(r#"{"lookup":{"cluster":"o","timeout_ms":"5"}}"#), "lookup.timeout_ms");
         assert_eq!(key_of(r#"{"lookup":{"cluster":"o","timeout_ms":0}}"#), "lookup.timeout_ms");
         assert_eq!(key_of(r#"{"lookup":{"cluster":"o","path":"v1"}}"#), "lookup.path");
@@ -311,8 +339,9 @@ mod tests {
         assert_eq!(key_of(r#"{"lookup":{"cluster":"o"},"status":{"1014":200}}"#), "status.1014");
         assert_eq!(key_of(r#"{"lookup":{"cluster":"o"},"status_on_error":99}"#), "status_on_error");
         assert_eq!(key_of(r#"{"lookup":{"cluster":"o"},"server_header":""}"#), "server_header");
-        assert_eq!(key_of(r#"[]"#), ".");
-        assert_eq!(key_of(""), ".");
+        assert_eq!(key_of(r#"[]"#), "");
+        assert_eq!(key_of(""), "");
+        assert!(parse("").unwrap_err().to_string().starts_with("invalid configuration: not JSON"));
     }
 
     #[test]

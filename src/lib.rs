@@ -12,6 +12,7 @@ pub mod cache;
 pub mod clock;
 pub mod coalesce;
 pub mod config;
+pub mod json;
 pub mod lookup;
 pub mod page;
 pub mod ray;

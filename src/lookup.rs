@@ -1,6 +1,6 @@
 //! Lookup contract v1: the request we send and how we read the answer.
 
-use serde::Deserialize;
+use crate::json::{self, Value};
 use std::fmt;
 
 /// Answers bigger than this are failures, read no further.
@@ -54,25 +54,6 @@ impl fmt::Display for LookupError {
     }
 }
 
-#[derive(Deserialize)]
-struct Wire {
-    host: String,
-    #[serde(default)]
-    account: Option<String>,
-    #[serde(default)]
-    #[allow(dead_code)] // read only to check its type
-    cname_target: Option<String>,
-    #[serde(default)]
-    target_account: Option<String>,
-    #[serde(default)]
-    custom_hostname: Option<String>,
-    origin_resolves: bool,
-    #[serde(default)]
-    suspended: bool,
-    #[serde(default)]
-    ttl: Option<u64>,
-}
-
 /// The path and query of the callout for `host` (already a safe DNS name).
 pub fn request_path(path: &str, host: &str) -> String {
     let mut p = String::with_capacity(path.len() + host.len() + 6);
@@ -95,23 +76,55 @@ pub fn parse_answer(status: Option<&str>, body_len: usize, body: &[u8], asked: &
     if body_len > MAX_BODY || body.len() > MAX_BODY {
         return Err(LookupError::TooLarge);
     }
-    let wire: Wire = serde_json::from_slice(body).map_err(|e| LookupError::Malformed(e.to_string()))?;
-    if !wire.host.eq_ignore_ascii_case(asked) {
+    let doc = json::parse(body).map_err(|e| LookupError::Malformed(e.to_string()))?;
+    if !matches!(doc, Value::Object(_)) {
+        return Err(LookupError::Malformed(format!("expected an object, found {}", doc.kind())));
+    }
+    let host = match doc.get("host") {
+        Some(Value::String(h)) => h,
+        _ => return Err(malformed("host", "a string")),
+    };
+    if !host.eq_ignore_ascii_case(asked) {
         return Err(LookupError::HostMismatch);
     }
-    for id in [&wire.account, &wire.target_account].into_iter().flatten() {
+    let record = Record {
+        account: nullable_string(&doc, "account")?,
+        target_account: nullable_string(&doc, "target_account")?,
+        custom_hostname: nullable_string(&doc, "custom_hostname")?,
+        origin_resolves: match doc.get("origin_resolves") {
+            Some(Value::Bool(b)) => *b,
+            _ => return Err(malformed("origin_resolves", "a boolean")),
+        },
+        suspended: match doc.get("suspended") {
+            None => false,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => return Err(malformed("suspended", "a boolean")),
+        },
+        ttl: match doc.get("ttl") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(v.as_u64().ok_or_else(|| malformed("ttl", "a non-negative integer"))?),
+        },
+    };
+    nullable_string(&doc, "cname_target")?;
+    for id in [&record.account, &record.target_account].into_iter().flatten() {
         if !safe_account(id) {
             return Err(LookupError::BadAccount);
         }
     }
-    Ok(Answer::Found(Record {
-        account: wire.account,
-        target_account: wire.target_account,
-        custom_hostname: wire.custom_hostname,
-        origin_resolves: wire.origin_resolves,
-        suspended: wire.suspended,
-        ttl: wire.ttl,
-    }))
+    Ok(Answer::Found(record))
+}
+
+fn malformed(field: &str, expected: &str) -> LookupError {
+    LookupError::Malformed(format!("`{field}` must be {expected}"))
+}
+
+/// A string field that may be null or missing (both read as null).
+fn nullable_string(doc: &Value, field: &str) -> Result<Option<String>, LookupError> {
+    match doc.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(malformed(field, "a string or null")),
+    }
 }
 
 /// Account identifiers become a request header: 1-128 of `A-Za-z0-9._:-`.
