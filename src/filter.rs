@@ -1,6 +1,8 @@
 //! The HTTP context: one per request, thin over the worker's state.
 
+use crate::accept::Format;
 use crate::authority::{self, Authority};
+use crate::config::{Config, FailureMode};
 use crate::cache::Lookup;
 use crate::metrics;
 use crate::page::Problem;
@@ -16,11 +18,12 @@ use std::rc::Rc;
 pub struct Filter {
     ctx: u32,
     worker: Rc<RefCell<Worker>>,
+    cfg: Rc<Config>,
 }
 
 impl Filter {
-    pub fn new(ctx: u32, worker: Rc<RefCell<Worker>>) -> Filter {
-        Filter { ctx, worker }
+    pub fn new(ctx: u32, worker: Rc<RefCell<Worker>>, cfg: Rc<Config>) -> Filter {
+        Filter { ctx, worker, cfg }
     }
 
     fn waiting(&self) -> bool {
@@ -33,7 +36,16 @@ impl Context for Filter {}
 impl HttpContext for Filter {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         let Ok(mut w) = self.worker.try_borrow_mut() else {
-            return Action::Continue;
+            // Unreachable in practice (callbacks never nest); if it ever
+            // happens, it is a lookup failure like any other.
+            let act = match self.cfg.failure_mode {
+                FailureMode::Allow => Act::FailOpen,
+                FailureMode::Deny => {
+                    let ray = format!("{:016x}-{}", self.ctx, self.cfg.colo);
+                    Act::Reply(respond::error(&self.cfg, Problem::Unavailable, "-", &ray, now_ms() / 1000, Format::Html))
+                }
+            };
+            return perform(&act, &self.cfg.account_header);
         };
         metrics::inc(w.metrics.requests);
         let raw = hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, ":authority")

@@ -447,7 +447,9 @@ impl Context for Root {
                 Ok(answer) => Some(Some(verdict::decide(answer))),
                 Err(e) => {
                     metrics::inc(w.metrics.lookups_failed);
-                    if matches!(e, LookupError::NoResponse) && elapsed >= w.cfg.timeout.as_millis() as u64 {
+                    // Envoy answers a callout timeout with its own 504.
+                    let timed_out = matches!(e, LookupError::NoResponse | LookupError::Status(504));
+                    if timed_out && elapsed >= w.cfg.timeout.as_millis() as u64 {
                         metrics::inc(w.metrics.lookups_timed_out);
                     }
                     warn!("cname-guard: lookup for {host} on cluster {} failed after {elapsed} ms: {e}", w.cfg.cluster);
@@ -556,7 +558,8 @@ impl RootContext for Root {
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
         let worker = self.worker.clone()?;
-        Some(Box::new(Filter::new(context_id, worker)))
+        let cfg = worker.try_borrow().ok()?.cfg.clone();
+        Some(Box::new(Filter::new(context_id, worker, cfg)))
     }
 
     fn get_type(&self) -> Option<ContextType> {

@@ -1,0 +1,354 @@
+#!/usr/bin/env bash
+# The cname-guard stack in Docker compose (envoy/compose/docker-compose.yaml),
+# under the compose project `cname-guard` only.
+#
+#   scripts/compose-test.sh test   up, the end-to-end assertions, and always down
+#   scripts/compose-test.sh up     up -d, then wait until the edge answers
+#   scripts/compose-test.sh wait   wait until the edge answers
+#   scripts/compose-test.sh down   down -v --remove-orphans
+#
+# The images must exist (`make compose-images`). Nothing sleeps a fixed time:
+# every wait polls a condition against a deadline. The assertions are those
+# of tests/e2e_verdicts.rs, made with curl against the published edge port,
+# plus the failure mode with both lookup replicas stopped and the recovery.
+#
+# Environment: COMPOSE (the compose command; default docker-compose, else
+# `docker compose`), CNAME_GUARD_COMPOSE_PROJECT [cname-guard],
+# CNAME_GUARD_EDGE_PORT [18000], CNAME_GUARD_ADMIN_PORT [18901], ENVOY_IMAGE,
+# CNAME_GUARD_WASM, and the other variables of the compose file.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+FILE=envoy/compose/docker-compose.yaml
+PROJECT=${CNAME_GUARD_COMPOSE_PROJECT:-cname-guard}
+EDGE=http://127.0.0.1:${CNAME_GUARD_EDGE_PORT:-18000}
+ADMIN=http://127.0.0.1:${CNAME_GUARD_ADMIN_PORT:-18901}
+UP_DEADLINE=${CNAME_GUARD_UP_DEADLINE:-90}   # seconds, for the stack to answer
+RECOVERY_DEADLINE=30                         # seconds, after the lookups return
+WASM=${CNAME_GUARD_WASM:-target/wasm32-wasip1/release/cname_guard.wasm}
+
+if [[ -z ${COMPOSE:-} ]]; then
+  if docker-compose version >/dev/null 2>&1; then COMPOSE=docker-compose
+  elif docker compose version >/dev/null 2>&1; then COMPOSE="docker compose"
+  else echo "compose-test: neither docker-compose nor \`docker compose\` works" >&2; exit 1
+  fi
+fi
+# shellcheck disable=SC2086 # COMPOSE may be two words
+compose() { $COMPOSE -p "$PROJECT" -f "$FILE" "$@"; }
+
+log() { echo "compose-test: $*"; }
+die() { echo "compose-test: $*" >&2; exit 1; }
+
+# --- the stack ----------------------------------------------------------------
+preflight() {
+  # A missing file would be bind-mounted as a new, empty directory.
+  [[ -f $WASM ]] || die "no $WASM: run \`make wasm\` (or \`make compose-images\`)"
+  local img
+  for img in "cname-guard/lookup:${CNAME_GUARD_TAG:-latest}" "cname-guard/origin:${CNAME_GUARD_TAG:-latest}" \
+             "${ENVOY_IMAGE:-cname-guard/envoy:1.40.0}"; do
+    # Another ENVOY_IMAGE (envoyproxy/envoy:v1.40.0) may come from a registry.
+    [[ $img == cname-guard/* ]] || continue
+    docker image inspect "$img" >/dev/null 2>&1 || die "no image $img: run \`make compose-images\`"
+  done
+}
+
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+up() {
+  preflight
+  if [[ -z $(compose ps -q envoy 2>/dev/null) ]]; then
+    local p
+    for p in "${CNAME_GUARD_EDGE_PORT:-18000}" "${CNAME_GUARD_ADMIN_PORT:-18901}"; do
+      port_free "$p" || die "127.0.0.1:$p is in use: choose CNAME_GUARD_EDGE_PORT / CNAME_GUARD_ADMIN_PORT"
+    done
+  fi
+  compose up -d || die "compose up failed"
+  wait_ready
+}
+
+down() { compose down -v --remove-orphans; }
+
+code() { # host [curl args]: the status of a request to the edge, 000 if none
+  local host=$1; shift
+  curl -s -o /dev/null -w '%{http_code}' --max-time 5 -H "Host: $host" "$@" "$EDGE/" 2>/dev/null || true
+}
+
+# Healthy hosts of the lookup cluster, as Envoy's active health check sees them.
+healthy_lookups() {
+  curl -s --max-time 2 "$ADMIN/clusters" 2>/dev/null | grep -c '^cname_guard_lookup::.*::health_flags::healthy$' || true
+}
+
+# The stack answers: Envoy is ready, both lookup replicas pass Envoy's health
+# check, and a request through the edge gets a lookup answer and the origin.
+wait_ready() {
+  local deadline=$((SECONDS + UP_DEADLINE)) step="Envoy admin /ready"
+  while ((SECONDS < deadline)); do
+    case $step in
+      "Envoy admin /ready")
+        [[ $(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$ADMIN/ready" 2>/dev/null) == 200 ]] \
+          && step="both lookup replicas healthy" && continue ;;
+      "both lookup replicas healthy")
+        [[ $(healthy_lookups) == 2 ]] && step="a lookup through Envoy" && continue ;;
+      "a lookup through Envoy")
+        if [[ $(code compose-ready.tenants.saas.example) == 200 ]]; then
+          log "stack ready: edge $EDGE, admin $ADMIN"
+          return 0
+        fi ;;
+    esac
+    sleep 0.2
+  done
+  compose ps >&2
+  compose logs --tail 30 >&2
+  die "the stack did not come up within ${UP_DEADLINE}s (waiting for: $step)"
+}
+
+# --- assertions ---------------------------------------------------------------
+PASSED=0
+FAILED=0
+TMP=
+STATUS= HDRS= BODY=
+
+ok() { PASSED=$((PASSED + 1)); echo "ok   $*"; }
+fail() { FAILED=$((FAILED + 1)); echo "FAIL $*"; }
+check() { # description, then a command that must succeed
+  local what=$1; shift
+  if "$@"; then ok "$what"; else fail "$what"; fi
+}
+
+# req host [curl args]: sets STATUS, HDRS (file), BODY (file).
+req() {
+  local host=$1; shift
+  HDRS=$TMP/headers BODY=$TMP/body
+  : >"$HDRS"; : >"$BODY"
+  STATUS=$(curl -s -D "$HDRS" -o "$BODY" -w '%{http_code}' --max-time 5 -H "Host: $host" "$@" "$EDGE/" 2>/dev/null) || true
+}
+# raw_head host: a HEAD request on a raw connection; sets STATUS, HDRS, BODY
+# (BODY: whatever came after the headers).
+raw_head() {
+  local port=${EDGE##*:}
+  HDRS=$TMP/headers BODY=$TMP/body
+  timeout 5 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 1
+    printf "HEAD / HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" "$2" >&3
+    cat <&3' _ "$port" "$1" >"$TMP/raw" 2>/dev/null || true
+  python3 - "$TMP/raw" "$HDRS" "$BODY" <<'PY'
+import sys
+raw = open(sys.argv[1], "rb").read()
+head, _, rest = raw.partition(b"\r\n\r\n")
+open(sys.argv[2], "wb").write(head + b"\r\n")
+open(sys.argv[3], "wb").write(rest)
+PY
+  STATUS=$(head -n1 "$HDRS" | awk '{print $2}')
+}
+header() { grep -i "^$1:" "$HDRS" | tail -n1 | cut -d: -f2- | sed 's/^ *//; s/\r$//'; }
+body() { cat "$BODY"; }
+# json KEY: the value in the body, strings raw, others as JSON (true, 409, null).
+json() {
+  python3 -c 'import json,sys
+v = json.load(open(sys.argv[1])).get(sys.argv[2])
+print(v if isinstance(v, str) else json.dumps(v))' "$BODY" "$1" 2>/dev/null
+}
+is() { [[ $1 == "$2" ]] || { echo "     got '$1', want '$2'" >&2; return 1; }; }
+has() { grep -qF -- "$1" "$BODY" || { echo "     body lacks '$1': $(head -c 300 "$BODY")" >&2; return 1; }; }
+ray_ok() { [[ $(header cf-ray) =~ ^[0-9a-f]{16}-ARN$ ]] || { echo "     cf-ray '$(header cf-ray)'" >&2; return 1; }; }
+counter() { # a counter of the filter
+  curl -s --max-time 2 "$ADMIN/stats?filter=wasmcustom" | sed -n "s/^wasmcustom\.cname_guard\.$1: //p"
+}
+ge() { [[ ${1:-0} -ge $2 ]] || { echo "     got '${1:-}', want >= $2" >&2; return 1; }; }
+
+page_ok() { # status code name host: the HTML error page, as assert_page in e2e_verdicts.rs
+  is "$STATUS" "$1" && is "$(header server)" cloudflare && is "$(header content-type)" "text/html; charset=UTF-8" \
+    && is "$(header cache-control)" "private, max-age=0, no-store, no-cache, must-revalidate" \
+    && is "$(header x-frame-options)" SAMEORIGIN && is "$(header referrer-policy)" same-origin && ray_ok \
+    && has "<title>$4 | Error $2</title>" && has "<h1>Error $2: $3</h1>" && has "$(header cf-ray)"
+}
+echo_ok() { # host account: the origin's echo of an allowed request
+  is "$STATUS" 200 && is "$(json host)" "$1" && is "$(json account)" "$2" && is "$(json account_headers)" 1
+}
+
+plugin_config() { sed -n "s/.*value: '\(.*\)'  # plugin-config$/\1/p" "$1"; }
+
+# validate_in_image envoy-yaml: Envoy's --mode validate in the Envoy image,
+# which also loads the .wasm and runs its configuration check (on_configure).
+validate_in_image() {
+  local out
+  out=$(docker run --rm --network none --entrypoint /usr/local/bin/envoy \
+    -v "$(realpath "$1"):/etc/envoy/envoy.yaml:ro" -v "$(realpath "$WASM"):/etc/envoy/cname_guard.wasm:ro" \
+    "${ENVOY_IMAGE:-cname-guard/envoy:1.40.0}" --mode validate -c /etc/envoy/envoy.yaml -l error 2>&1)
+  [[ $out == *"configuration '/etc/envoy/envoy.yaml' OK"* ]] || { echo "$out" | tail -n 5 | sed 's/^/     /' >&2; return 1; }
+}
+
+# The compose Envoy config with the pluginConfig of envoy/istio/wasmplugin.yaml
+# and a lookup cluster named as Istio names it (needs PyYAML).
+istio_config() { # out-file
+  python3 - "$1" <<'PY'
+import json, re, sys, yaml
+plugin = next(d for d in yaml.safe_load_all(open("envoy/istio/wasmplugin.yaml")) if d and d.get("kind") == "WasmPlugin")
+cfg = plugin["spec"]["pluginConfig"]
+assert plugin["spec"]["url"].startswith("oci://") and plugin["spec"]["failStrategy"] == "FAIL_CLOSE"
+text = open("envoy/compose/envoy.yaml").read()
+text = re.sub(r"value: '.*'  # plugin-config", lambda _: "value: '%s'" % json.dumps(cfg), text)
+text = text.replace("cname_guard_lookup", cfg["lookup"]["cluster"])
+open(sys.argv[1], "w").write(text)
+PY
+}
+
+assertions() {
+  local seed=custom.myclientsite.com host ray status code name account accept
+
+  echo "== configuration"
+  check "envoy/compose/envoy.yaml has the plugin configuration of envoy/envoy.yaml" \
+    is "$(plugin_config envoy/compose/envoy.yaml)" "$(plugin_config envoy/envoy.yaml)"
+  check "envoy/compose/envoy.yaml passes envoy --mode validate in the image" validate_in_image envoy/compose/envoy.yaml
+  if python3 -c 'import yaml' 2>/dev/null; then
+    check "envoy/istio/wasmplugin.yaml: the filter accepts its pluginConfig" \
+      eval 'istio_config "$TMP/istio.yaml" && validate_in_image "$TMP/istio.yaml"'
+  else
+    echo "skip envoy/istio/wasmplugin.yaml check (no PyYAML)"
+  fi
+
+  echo "== the seed request"
+  req "$seed" -H "User-Agent: Mozilla/5.0" -H "Accept: text/html"
+  check "$seed: 409, Error 1014 page, server: cloudflare, cf-ray <16 hex>-ARN" \
+    page_ok 409 1014 "CNAME cross-user banned" "$seed"
+  check "$seed: the page tells the owner about custom hostnames and A records" \
+    eval 'has "custom hostname" && has "A record"'
+  ray=$(header cf-ray)
+  req "$seed"
+  check "$seed: a fresh ray id per response" eval '[[ -n $ray && $(header cf-ray) != "$ray" ]]'
+
+  echo "== every verdict of the demo registry"
+  while IFS='|' read -r host status code name; do
+    req "$host"
+    check "$host: $status, Error $code" page_ok "$status" "$code" "$name" "$host"
+  done <<'EOF'
+blocked.customer.example|409|1014|CNAME cross-user banned
+pending.customer.example|530|1016|Origin DNS error
+moved.customer.example|530|1016|Origin DNS error
+broken.saas.example|530|1016|Origin DNS error
+www.frozen.example|403|1004|Host not configured to serve web traffic
+orphan.example|409|1001|DNS resolution error
+nobody.example|409|1001|DNS resolution error
+EOF
+  for host in shop.customer.example www.saas.example app.saas.example anything.tenants.saas.example; do
+    req "$host"
+    check "$host: 200 from the origin with account acct-saas" echo_ok "$host" acct-saas
+  done
+
+  echo "== the account header"
+  req shop.customer.example -H "x-cname-guard-account: acct-client" -H "X-Cname-Guard-Account: root"
+  check "shop.customer.example with spoofed account headers: the origin sees one, acct-saas" \
+    echo_ok shop.customer.example acct-saas
+  check "the origin's echo reads \"account\":\"acct-saas\"" has '"account":"acct-saas"'
+
+  echo "== content negotiation"
+  for accept in "application/json" "application/problem+json" "text/html;q=0.5, application/json"; do
+    req "$seed" -H "Accept: $accept"
+    check "Accept: $accept -> 409 application/problem+json, error_code 1014" eval '
+      is "$STATUS" 409 && is "$(header content-type)" application/problem+json && is "$(json status)" 409 &&
+      is "$(json error_code)" 1014 && is "$(json error_name)" "CNAME cross-user banned" && is "$(json host)" "$seed" &&
+      is "$(json ray_id)" "$(header cf-ray)" && is "$(json retryable)" false && is "$(json owner_action_required)" true'
+  done
+  req "$seed" -H "Accept: text/plain"
+  check "Accept: text/plain -> error code: 1014" \
+    eval 'is "$(header content-type)" "text/plain; charset=UTF-8" && is "$(body)" "error code: 1014"'
+  req "$seed"
+  local length
+  length=$(header content-length)
+  # HEAD over a raw connection (curl would not show bytes after the headers).
+  raw_head "$seed"
+  check "HEAD: 409, no body, the content-length of the page" \
+    eval 'is "$STATUS" 409 && [[ ! -s $BODY ]] && is "$(header content-length)" "$length" && ray_ok'
+
+  echo "== refused without a lookup"
+  for host in 192.0.2.1 192.0.2.7:8080 "[2001:db8::1]"; do
+    req "$host"
+    check "$host: 403, Error 1003" \
+      eval 'is "$STATUS" 403 && has "Error 1003: Direct IP access not allowed" && ray_ok'
+  done
+  for host in bad_host a..b exa_mple.com "example.com:http" 1.2.3.4.5; do
+    req "$host"
+    check "$host: 400, text/plain" \
+      eval 'is "$STATUS" 400 && is "$(header content-type)" "text/plain; charset=UTF-8" && has "400 Bad Request"'
+  done
+  # Envoy's HTTP/1 codec refuses these before any filter runs: still 400.
+  for host in "<script>.example" "bad host.example"; do
+    req "$host"
+    check "$host: 400 (from Envoy's codec)" is "$STATUS" 400
+  done
+
+  echo "== metrics and the two lookup replicas"
+  check "denied_1014 counted" ge "$(counter denied_1014)" 1
+  check "allowed counted" ge "$(counter allowed)" 5
+  check "bad_request counted" ge "$(counter bad_request)" 5
+  check "both lookup replicas healthy in Envoy" is "$(healthy_lookups)" 2
+  check "both lookup replicas answered lookups" eval '
+    [[ $(curl -s "$ADMIN/clusters" | grep -E "^cname_guard_lookup::.*::rq_total::[1-9]" | wc -l) -eq 2 ]]'
+
+  echo "== failure mode: both lookup replicas stopped"
+  local run=$$ cached fresh
+  cached=cached-$run.tenants.saas.example
+  fresh=new-$run.tenants.saas.example
+  req "$cached"
+  check "$cached: 200 before the outage (now cached)" echo_ok "$cached" acct-saas
+  if compose stop lookup-1 lookup-2 >/dev/null 2>&1; then ok "stopped lookup-1 and lookup-2"; else fail "compose stop lookup-1 lookup-2"; fi
+  req "$fresh"
+  check "$fresh (not cached): 503, Ownership lookup unavailable, retry-after: 5" eval '
+    is "$STATUS" 503 && is "$(header retry-after)" 5 && is "$(header server)" cloudflare && ray_ok &&
+    has "Ownership lookup unavailable"'
+  req "$fresh" -H "Accept: application/json"
+  check "$fresh as JSON: 503 problem, retryable" eval '
+    is "$STATUS" 503 && is "$(header content-type)" application/problem+json && is "$(json retryable)" true'
+  req "$cached"
+  check "$cached: still 200 from the cache during the outage" echo_ok "$cached" acct-saas
+  check "failure_mode_denied counted" ge "$(counter failure_mode_denied)" 2
+
+  echo "== recovery"
+  if compose start lookup-1 lookup-2 >/dev/null 2>&1; then ok "started lookup-1 and lookup-2"; else fail "compose start lookup-1 lookup-2"; fi
+  local deadline=$((SECONDS + RECOVERY_DEADLINE)) t0=$SECONDS
+  while ((SECONDS < deadline)) && [[ $(code "$fresh") != 200 ]]; do sleep 0.2; done
+  req "$fresh"
+  check "$fresh: 200 with acct-saas again (after $((SECONDS - t0))s)" echo_ok "$fresh" acct-saas
+  while ((SECONDS < deadline)) && [[ $(healthy_lookups) != 2 ]]; do sleep 0.2; done
+  check "both lookup replicas healthy again" is "$(healthy_lookups)" 2
+  req pending.customer.example -H "Accept: application/json"
+  check "verdicts still served: pending.customer.example 530, error_code 1016" \
+    eval 'is "$STATUS" 530 && is "$(json error_code)" 1016'
+}
+
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  if ((FAILED > 0 || rc != 0)); then
+    echo "--- compose logs (last 40 lines per service)"
+    compose logs --no-color --tail 40 2>&1 | sed 's/^/    /'
+  fi
+  log "down"
+  down >/dev/null 2>&1 || down
+  [[ -n $TMP ]] && rm -rf "$TMP"
+  if ((rc != 0 && FAILED == 0)); then fail "the run stopped early (exit $rc)"; fi
+  if ((rc == 0 && FAILED > 0)); then rc=1; fi
+  log "took $((SECONDS - T0))s"
+  echo "$PASSED passed, $FAILED failed"
+  exit "$rc"
+}
+
+T0=$SECONDS
+run_test() {
+  TMP=$(mktemp -d)
+  chmod 755 "$TMP"   # files in it are mounted into containers (uid 101)
+  trap cleanup EXIT
+  trap 'exit 130' INT TERM
+  preflight
+  down >/dev/null 2>&1 || true   # a stack left by an interrupted run
+  up
+  assertions
+  ((FAILED == 0))
+}
+
+case ${1:-test} in
+  test) run_test ;;
+  up) up ;;
+  wait) wait_ready ;;
+  down) down ;;
+  *) die "usage: $0 [test|up|wait|down]" ;;
+esac
