@@ -4,7 +4,7 @@
 use crate::dns::{self, HostHeader};
 use crate::http::{self, Body};
 use crate::registry::Registry;
-use crate::verdict::{decide, Denial, Verdict};
+use crate::verdict::{decide, ErrorCode, Verdict};
 use hyper::header::{HeaderValue, HOST};
 use hyper::{Request, Response, StatusCode};
 
@@ -23,7 +23,7 @@ pub fn check<B>(registry: &Registry, req: &Request<B>, quiet: bool) -> Response<
             let verdict = decide(&registry.lookup(&name));
             (name, verdict)
         }
-        HostHeader::Ip(ip) => (ip.to_string(), Verdict::Deny(Denial::DirectIp)),
+        HostHeader::Ip(ip) => (ip.to_string(), Verdict::Deny(ErrorCode::DirectIp)),
         HostHeader::Invalid(reason) => {
             if !quiet {
                 crate::info!("ext_authz bad_request reason={reason:?}{}", crate::api::request_id(req));
@@ -53,7 +53,7 @@ pub fn respond(verdict: &Verdict) -> Response<Body> {
             Err(_) => http::text(StatusCode::INTERNAL_SERVER_ERROR, "500 Internal Server Error\n"),
         },
         Verdict::Deny(d) => {
-            let status = StatusCode::from_u16(d.status()).unwrap_or(StatusCode::FORBIDDEN);
+            let status = StatusCode::from_u16(d.default_status()).unwrap_or(StatusCode::FORBIDDEN);
             http::with_type(status, http::HTML, format!("<h1>Error {}: {}</h1>\n", d.number(), d.name()))
         }
     }
@@ -121,9 +121,9 @@ mod tests {
 
     #[test]
     fn every_denial_renders() {
-        for d in [Denial::NotServing, Denial::OriginDns] {
+        for d in [ErrorCode::NotServing, ErrorCode::OriginDns] {
             let r = respond(&Verdict::Deny(d));
-            assert_eq!(r.status().as_u16(), d.status());
+            assert_eq!(r.status().as_u16(), d.default_status());
             assert_eq!(body(r), format!("<h1>Error {}: {}</h1>\n", d.number(), d.name()));
         }
     }

@@ -1,5 +1,5 @@
 use super::*;
-use crate::verdict::{decide, Denial, Verdict};
+use crate::verdict::{decide, ErrorCode, Verdict};
 
 const EXAMPLE: &str = r#"{
   "ttl": 60,
@@ -97,7 +97,7 @@ fn unknown_hosts_are_404() {
     let r = example();
     assert_eq!(r.lookup("nobody-knows-this.example"), Answer::Unknown);
     assert_eq!(r.lookup("example"), Answer::Unknown);
-    assert_eq!(decide(&r.lookup("nobody.example")), Verdict::Deny(Denial::DnsResolution));
+    assert_eq!(decide(&r.lookup("nobody.example")), Verdict::Deny(ErrorCode::DnsResolution));
 }
 
 #[test]
@@ -193,18 +193,18 @@ fn the_demo_registry_exercises_every_verdict() {
     };
     let allow = |a: &str| Verdict::Allow(a.to_string());
     for (host, verdict) in [
-        ("custom.myclientsite.com", Verdict::Deny(Denial::CnameCrossUser)),
+        ("custom.myclientsite.com", Verdict::Deny(ErrorCode::CnameCrossUser)),
         ("shop.customer.example", allow("acct-saas")),
         ("www.saas.example", allow("acct-saas")),
         ("app.saas.example", allow("acct-saas")),
         ("edge.saas.example", allow("acct-saas")),
-        ("pending.customer.example", Verdict::Deny(Denial::OriginDns)),
-        ("moved.customer.example", Verdict::Deny(Denial::OriginDns)),
-        ("blocked.customer.example", Verdict::Deny(Denial::CnameCrossUser)),
-        ("broken.saas.example", Verdict::Deny(Denial::OriginDns)),
-        ("www.frozen.example", Verdict::Deny(Denial::NotServing)),
-        ("orphan.example", Verdict::Deny(Denial::DnsResolution)),
-        ("nobody-knows-this.example", Verdict::Deny(Denial::DnsResolution)),
+        ("pending.customer.example", Verdict::Deny(ErrorCode::OriginDns)),
+        ("moved.customer.example", Verdict::Deny(ErrorCode::OriginDns)),
+        ("blocked.customer.example", Verdict::Deny(ErrorCode::CnameCrossUser)),
+        ("broken.saas.example", Verdict::Deny(ErrorCode::OriginDns)),
+        ("www.frozen.example", Verdict::Deny(ErrorCode::NotServing)),
+        ("orphan.example", Verdict::Deny(ErrorCode::DnsResolution)),
+        ("nobody-knows-this.example", Verdict::Deny(ErrorCode::DnsResolution)),
         ("anything.tenants.saas.example", allow("acct-saas")),
         ("a.b.tenants.saas.example", allow("acct-saas")),
     ] {
