@@ -85,7 +85,7 @@ impl HttpContext for Filter {
         metrics::inc(w.metrics.cache_misses);
         let format = requested_format();
         let rid = request_id();
-        let deadline = now + w.cfg.timeout.as_millis() as u64 + 250;
+        let deadline = now + w.cfg.timeout.as_millis() as u64 + worker::GRACE_MS;
         let waiter = Waiter { ctx: self.ctx, format, request_id: rid.clone(), deadline };
         if w.wait(&host, waiter) {
             return Action::Pause;

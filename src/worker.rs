@@ -27,7 +27,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 const TICK: Duration = Duration::from_millis(100);
 /// Beyond the lookup timeout, how long a paused request may wait at most.
-const GRACE_MS: u64 = 250;
+pub const GRACE_MS: u64 = 250;
 
 /// Queue messages: a local request for a lookup, or another worker's leader
 /// telling us its lookup for a host is done (`W`) or failed (`F`).
