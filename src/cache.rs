@@ -170,7 +170,10 @@ pub fn choose_victim(host: &str, current: [Option<&[u8]>; 2], now: u64) -> (usiz
 }
 
 /// The per-worker map in front of shared data: no host call on a hit.
-/// Bounded like the shared table; when full it drops an arbitrary entry.
+/// Bounded like the shared table. When full it is emptied rather than
+/// trimmed: removing single keys leaves tombstones that make the hash table
+/// double its allocation under a flood, while `clear` keeps the allocation
+/// it has; the shared table still holds every entry.
 pub struct LocalCache {
     map: HashMap<String, Entry>,
     max: usize,
@@ -194,15 +197,13 @@ impl LocalCache {
             return;
         }
         if self.map.len() >= self.max {
-            if let Some(k) = self.map.keys().next().cloned() {
-                self.map.remove(&k);
-            }
+            self.map.clear();
         }
         self.map.insert(host.to_string(), entry);
     }
 
-    pub fn remove(&mut self, host: &str) {
-        self.map.remove(host);
+    pub fn capacity(&self) -> usize {
+        self.map.capacity()
     }
 
     pub fn len(&self) -> usize {
@@ -302,6 +303,17 @@ mod tests {
             c.insert(&format!("h{i}"), entry(None));
             assert!(c.len() <= 3);
         }
+        // A flood never grows the table past what the bound first needed.
+        let mut c = LocalCache::new(1_000);
+        for i in 0..1_000 {
+            c.insert(&format!("warm{i}"), entry(None));
+        }
+        let full = c.capacity();
+        for i in 0..50_000 {
+            c.insert(&format!("flood{i}"), entry(None));
+            assert!(c.len() <= 1_000);
+        }
+        assert_eq!(c.capacity(), full);
         c.insert("h9", entry(Some(Verdict::Allow("x".into()))));
         assert_eq!(c.get("h9").and_then(|e| e.verdict.clone()), Some(Verdict::Allow("x".into())));
         let mut off = LocalCache::new(0);
