@@ -37,7 +37,7 @@ fn sequential_requests_for_a_host_make_one_lookup() {
         assert_eq!(r.json()["account"], "acct-1");
     }
     assert_eq!(lookup.count("seq.example"), 1);
-    assert_eq!(envoy.stat("cache.hits"), 19);
+    envoy.wait_stat("cache.hits", 19);
     assert_eq!(envoy.stat("lookup.started"), 1);
 }
 

@@ -255,6 +255,14 @@ impl Envoy {
             .unwrap_or_else(|| panic!("no stat {key:?} in:\n{stats}"))
     }
 
+    /// Waits for a stat to reach `want`: the cached path's counters reach
+    /// Envoy on the filter's next tick (at most a second late).
+    pub fn wait_stat(&self, name: &str, want: u64) {
+        wait_for(&format!("stat {name} == {want}"), std::time::Duration::from_secs(5), || {
+            (self.stat(name) == want).then_some(())
+        });
+    }
+
     pub fn request(&self, host: &str) -> Response {
         send(self.port, &Request::get(host))
     }

@@ -16,8 +16,12 @@ fn a_cached_verdict_needs_no_lookup() {
     assert_eq!(r.action(), Action::Continue);
     assert_eq!(r.forwarded_header(&h, ACCOUNT_HEADER), Some("acct-saas"));
     assert_eq!(h.calls().len(), 1);
+    // The cached path defers its counters (no host call) to the next tick.
+    assert_eq!(h.metric("cname_guard.cache.hits"), Some(0));
+    h.advance(Duration::from_secs(1));
     assert_eq!(h.metric("cname_guard.cache.hits"), Some(1));
     assert_eq!(h.metric("cname_guard.requests"), Some(2));
+    assert_eq!(h.metric("cname_guard.allowed"), Some(2));
     // Denials are cached too.
     looked_up(&mut h, "bad.customer.example", json!({"account": "a", "target_account": "b"}));
     let r = h.worker(0).get("bad.customer.example");
