@@ -77,7 +77,7 @@ fn target(class: &'static str, host: String) -> Target {
 
 /// The origin's echo of an allowed request: which account it saw, how many.
 fn echoed(r: &Reply) -> Result<(Value, u64), String> {
-    let v = r.json().ok_or_else(|| format!("origin echo is not JSON: {}", r.text()))?;
+    let v = r.try_json().ok_or_else(|| format!("origin echo is not JSON: {}", r.body_text()))?;
     let n = v["account_headers"].as_u64().ok_or("no account_headers in the echo")?;
     Ok((v["account"].clone(), n))
 }
@@ -107,13 +107,13 @@ fn is_page(r: &Reply, status: u16) -> Result<(), String> {
 /// The failure mode's answer: the 503 page (deny), or through to the
 /// origin with no account header at all, the spoofed one removed (allow).
 fn is_failure_mode(r: &Reply, mode: Mode) -> Result<(), String> {
-    if r.latency > deadline() {
-        return Err(format!("failure mode answered after {:?}", r.latency));
+    if r.elapsed > deadline() {
+        return Err(format!("failure mode answered after {:?}", r.elapsed));
     }
     match mode {
         Mode::Deny => {
             is_page(r, 503)?;
-            if r.header("retry-after") != Some("3") || !r.text().contains("Ownership lookup unavailable") {
+            if r.header("retry-after") != Some("3") || !r.body_text().contains("Ownership lookup unavailable") {
                 return Err("not the lookup-unavailable page".into());
             }
             Ok(())
@@ -132,8 +132,8 @@ fn is_failure_mode(r: &Reply, mode: Mode) -> Result<(), String> {
 
 /// Every answer must come within the lookup timeout plus the margin.
 fn in_time(r: &Reply) -> Result<(), String> {
-    if r.latency > deadline() {
-        return Err(format!("answered after {:?}", r.latency));
+    if r.elapsed > deadline() {
+        return Err(format!("answered after {:?}", r.elapsed));
     }
     Ok(())
 }
@@ -436,7 +436,7 @@ fn lookup_cluster_with_no_healthy_endpoints() {
     for i in 0..20 {
         let r = conn.get(&format!("fast-{i}-{salt}.tenants.saas.example"), &[]).expect("answer");
         assert_eq!(is_failure_mode(&r, Mode::Deny), Ok(()));
-        assert!(r.latency < Duration::from_millis(TIMEOUT_MS), "no healthy upstream took {:?}", r.latency);
+        assert!(r.elapsed < Duration::from_millis(TIMEOUT_MS), "no healthy upstream took {:?}", r.elapsed);
     }
     assert!(none_healthy(&envoy) >= before + 20, "callouts went somewhere: {}", none_healthy(&envoy) - before);
     load.wait_served(3000, Duration::from_secs(20));
@@ -541,7 +541,7 @@ fn unsafe_identities_never_become_a_header() {
                 let host = format!("{prefix}-{i}.example");
                 let r = conn.get(&host, &[SPOOF]).unwrap_or_else(|e| panic!("{host}: {e}"));
                 if let Err(e) = is_failure_mode(&r, mode) {
-                    panic!("{} mode, {prefix} {:?}: {e}: {}", mode.name(), hostile_ids()[i], r.text());
+                    panic!("{} mode, {prefix} {:?}: {e}: {}", mode.name(), hostile_ids()[i], r.body_text());
                 }
             }
         }

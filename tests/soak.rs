@@ -75,7 +75,7 @@ fn page(r: &Reply, status: u16, code: &str) -> Result<(), String> {
     if r.header("server") != Some("cloudflare") || r.header("cf-ray").is_none() {
         return Err("not a filter page".into());
     }
-    if !r.text().contains(code) {
+    if !r.body_text().contains(code) {
         return Err(format!("no {code:?} on the page"));
     }
     Ok(())
@@ -85,7 +85,7 @@ fn allowed(r: &Reply) -> Result<(), String> {
     if r.status != 200 {
         return Err(format!("status {}, expected 200", r.status));
     }
-    let v = r.json().ok_or("origin echo is not JSON")?;
+    let v = r.try_json().ok_or("origin echo is not JSON")?;
     if v["account"] != "acct-saas" || v["account_headers"] != 1 {
         return Err(format!("origin saw account {} ({} headers)", v["account"], v["account_headers"]));
     }
@@ -104,7 +104,7 @@ fn check(t: &Target, r: &Reply) -> Result<(), String> {
         },
         "denied" => page(r, 409, "Error 1014"),
         "invalid" => {
-            if r.status == 400 && r.text().starts_with("400 Bad Request: invalid Host header") {
+            if r.status == 400 && r.body_text().starts_with("400 Bad Request: invalid Host header") {
                 Ok(())
             } else {
                 Err(format!("status {}, expected the filter's 400", r.status))

@@ -14,29 +14,8 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// One response read off a keep-alive connection.
-#[derive(Debug, Clone)]
-pub struct Reply {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-    pub latency: Duration,
-}
-
-impl Reply {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
-    }
-    pub fn headers_named(&self, name: &str) -> usize {
-        self.headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case(name)).count()
-    }
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-    pub fn json(&self) -> Option<serde_json::Value> {
-        serde_json::from_slice(&self.body).ok()
-    }
-}
+/// One response read off a keep-alive connection: the harness's `Response`.
+pub use super::Response as Reply;
 
 /// A keep-alive HTTP/1.1 connection to 127.0.0.1:port, reopened as needed.
 pub struct Conn {
@@ -173,7 +152,7 @@ impl Conn {
             s.take(MAX_RESPONSE as u64).read_to_end(&mut body)?;
             headers.push(("connection".into(), "close".into()));
         }
-        Ok(Reply { status, headers, body, latency: start.elapsed() })
+        Ok(Reply { status, headers, body, elapsed: start.elapsed() })
     }
 }
 
@@ -386,7 +365,7 @@ fn client(
             Ok(reply) => {
                 *r.by_status.entry(reply.status).or_default() += 1;
                 *r.by_class.entry(target.class).or_default().entry(reply.status).or_default() += 1;
-                r.latencies_us.push(reply.latency.as_micros().min(u128::from(u32::MAX)) as u32);
+                r.latencies_us.push(reply.elapsed.as_micros().min(u128::from(u32::MAX)) as u32);
                 if let Err(why) = check(&target, &reply) {
                     r.bad += 1;
                     if r.bad_samples.len() < 5 {
@@ -396,8 +375,8 @@ fn client(
                             target.host,
                             reply.status,
                             why,
-                            reply.latency,
-                            reply.text().chars().take(200).collect::<String>()
+                            reply.elapsed,
+                            reply.body_text().chars().take(200).collect::<String>()
                         ));
                     }
                 }
