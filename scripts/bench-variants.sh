@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# Where does cname-guard's cached path spend its time? Builds modified copies
+# of the filter OUTSIDE the repository (src/ is never touched) and measures
+# them side by side with B (no-op) and C (cname-guard as is), host cached.
+# The cached path (src/filter.rs, local_allow) makes three host calls: the
+# :authority read, the clock read and the account header write; its metric
+# counts are tallied in the VM and added on the slow path (Worker::flush).
+#
+#   bare       without the clock read and the header write: the :authority
+#              read and cname-guard's own Rust code only
+#   noclock    without the clock read (a fresh local entry is any entry)
+#   noheader   without the account header write
+#   mN         N metric increments per request (cname_guard.requests), the
+#              cost the tally saves
+#   cN         the clock read done N times             (+(N-1) get_current_time_nanoseconds)
+#   hN         the header write done N times           (+(N-1) replace_header_map_value)
+#   aN         the :authority read done N times        (+(N-1) get_header_map_value)
+#
+# N is BENCH_VARIANT_REPEAT (default 100): a host call costs well under a
+# microsecond and a run's Envoy CPU per request wanders by a few, so the
+# calls are multiplied until they stand out. Per-call cost = (variant - C) /
+# added calls, in Envoy CPU per request; a call repeated in a tight loop is
+# the cheap case (caches warm), so these are lower bounds.
+# Arguments go to scripts/bench.py (e.g. --rounds 7 --duration 8).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+work=${BENCH_VARIANTS_DIR:-/tmp/cname-guard-bench-variants}
+case "$work" in "$root"|"$root"/*) echo "BENCH_VARIANTS_DIR must be outside the repository" >&2; exit 2;; esac
+mkdir -p "$work/wasm"
+export CARGO_TARGET_DIR="$work/target"
+
+n=${BENCH_VARIANT_REPEAT:-100}
+variants=(bare noclock noheader "m$n" "c$n" "h$n" "a$n")
+for v in "${variants[@]}"; do
+  echo "== variant $v"
+  rm -rf "$work/$v" && mkdir -p "$work/$v"
+  cp -r src Cargo.lock "$work/$v/"
+  # The package alone: the root manifest without the workspace sections.
+  python3 - "$root/Cargo.toml" "$work/$v/Cargo.toml" <<'PY'
+import re, sys
+text = open(sys.argv[1]).read()
+sections = re.split(r"(?m)^(?=\[)", text)
+keep = [s for s in sections if not s.startswith(("[workspace]", "[dev-dependencies]"))]
+open(sys.argv[2], "w").write("".join(keep).rstrip() + "\n\n[workspace]\n")
+PY
+  python3 - "$work/$v/src/filter.rs" "$v" "$n" <<'PY'
+import re, sys
+path, variant, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+src = open(path).read()
+
+def sub(pattern, repl, count=1):
+    """Exactly `count` matches of a regex, or the variant is refused."""
+    global src
+    found = len(re.findall(pattern, src))
+    if found != count:
+        sys.exit(f"{variant}: {pattern!r} matched {found} times in src/filter.rs, expected {count}; "
+                 "the filter changed: update scripts/bench-variants.sh")
+    src = re.sub(pattern, repl, src)
+
+COUNT = r"w\.count_request\(\);"
+CLOCK = r"let now = now_ms\(\);"
+HEADER = (r"let _ = hostcalls::set_map_value_bytes\(\s*MapType::HttpRequestHeaders,\s*&(self|w)\.cfg\.account_header,"
+          r"\s*Some\(account\.as_bytes\(\)\),?\s*\);")
+AUTHORITY = r"let raw = hostcalls::get_map_value_bytes\(MapType::HttpRequestHeaders, \":authority\"\)"
+SLOW = r"w\.flush\(\);\n(\s*)if let Lookup::Fresh"
+
+if variant in ("bare", "noclock"):
+    # A fresh local entry is any local entry (now = 0); the clock is read
+    # past the cached path only.
+    sub(CLOCK, "let now = 0u64;")
+    sub(SLOW, r"let now = now_ms();\n\1\g<0>")
+if variant in ("bare", "noheader"):
+    sub(HEADER, "let _ = account;")
+if variant == f"m{n}":
+    sub(COUNT, rf"\g<0>\n        for _ in 0..{n} {{ metrics::inc(w.metrics.requests); }}")
+if variant == f"c{n}":
+    sub(CLOCK, rf"for _ in 0..{n - 1} {{ std::hint::black_box(now_ms()); }}\n        \g<0>")
+if variant == f"h{n}":
+    sub(HEADER, rf"for _ in 0..{n} {{ \g<0> }}")
+if variant == f"a{n}":
+    sub(AUTHORITY, f"for _ in 0..{n - 1} {{ std::hint::black_box(hostcalls::get_map_value_bytes("
+                   "MapType::HttpRequestHeaders, \":authority\").ok()); }\n        \\g<0>")
+open(path, "w").write(src)
+PY
+  built="$CARGO_TARGET_DIR/wasm32-wasip1/release/cname_guard.wasm"
+  rm -f "$built"
+  if ! (cd "$work/$v" && cargo build --release --target wasm32-wasip1 --offline) >"$work/$v/build.log" 2>&1; then
+    tail -30 "$work/$v/build.log" >&2; echo "variant $v did not build" >&2; exit 1
+  fi
+  cp "$built" "$work/wasm/$v.wasm"
+  rm -f "$built"
+  echo "   $work/wasm/$v.wasm ($(stat -c %s "$work/wasm/$v.wasm") bytes)"
+done
+
+args=()
+for v in "${variants[@]}"; do args+=(--variant "$v=$work/wasm/$v.wasm"); done
+only="B,C,$(IFS=,; echo "${variants[*]}")"
+BENCH_FUEL=0 python3 scripts/bench.py --only "$only" "${args[@]}" --latency-rounds 0 --no-write \
+  --json "$work/medians.json" "$@" | tee "$work/results.txt"
+python3 - "$work/medians.json" "$n" <<'PY' | tee -a "$work/results.txt"
+import json, sys
+m, n = json.load(open(sys.argv[1])), int(sys.argv[2])
+us = {k: v["cpu_ns_per_req"] / 1000 for k, v in m.items() if v["cpu_ns_per_req"]}
+c = us["C"]
+print(f"\n-- per host call (Envoy CPU per request, medians; C = {c:.2f} us, B = {us['B']:.2f} us)")
+print(f"   C - B (cname-guard's cached path over a no-op filter): {c - us['B']:+.2f} us")
+print(f"   C - bare (clock read, header write):                   {c - us['bare']:+.2f} us")
+print(f"   C - noclock (clock read):                              {c - us['noclock']:+.2f} us")
+print(f"   C - noheader (header write, and the header upstream):  {c - us['noheader']:+.2f} us")
+print(f"   bare - B (cname-guard's own code; both read :authority): {us['bare'] - us['B']:+.2f} us")
+for key, calls, what in ((f"m{n}", n, "proxy_increment_metric"),
+                         (f"c{n}", n - 1, "proxy_get_current_time_nanoseconds"),
+                         (f"h{n}", n - 1, "proxy_replace_header_map_value (account header)"),
+                         (f"a{n}", n - 1, "proxy_get_header_map_value (:authority, + the VM malloc it calls)")):
+    print(f"   {what:<66} {(us[key] - c) / calls * 1000:6.0f} ns per call ({calls} added)")
+PY
+echo "bench-variants: results in $work/results.txt"
