@@ -893,7 +893,11 @@ def write_report(b: Bench, argv: list[str], sizes: list[str], fuel_rows: list[st
     lines = [BEGIN, "",
              f"Run of {dt.datetime.now(dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}, "
              f"{elapsed / 60:.1f} min for the measurements (builds not included).", "",
-             "Command: `make bench`, which ran", "", "```", "python3 scripts/bench.py " + shlex.join(argv), "```", "",
+             "Command: `make bench`, which ran", "", "```",
+             "python3 scripts/bench.py" + (" " + shlex.join(argv) if argv else ""), "```", "",
+             f"Settings: `--rounds {a.rounds} --duration {a.duration:g} --warmup {a.warmup:g} "
+             f"--connections {a.connections} --rate {a.rate} --latency-clients {a.latency_clients} "
+             f"--latency-duration {a.latency_duration:g} --latency-rounds {a.latency_rounds}`.", "",
              "### Machine", "", "| | |", "|---|---|"] + machine(a.envoy) + [
              f"| load average (1/5/15 min) at start, end | {l0[0]:.2f} {l0[1]:.2f} {l0[2]:.2f}; "
              f"{l1[0]:.2f} {l1[1]:.2f} {l1[2]:.2f} |",
