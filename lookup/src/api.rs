@@ -4,8 +4,9 @@
 use crate::dns;
 use crate::ext_authz;
 use crate::http::{self, Body};
+use crate::ownership::Ownerships;
 use crate::registry::Answer;
-use crate::reload::Current;
+use crate::resolve::Dns;
 use crate::server::Handler;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
@@ -14,21 +15,21 @@ use std::sync::Arc;
 
 pub const OWNERSHIP_PATH: &str = "/v1/ownership";
 
-pub struct LookupApi {
-    pub registry: Arc<Current>,
+pub struct LookupApi<D> {
+    pub ownerships: Arc<Ownerships<D>>,
     /// No line per request (for benchmarks); reloads and errors still log.
     pub quiet: bool,
 }
 
-impl Handler for LookupApi {
+impl<D: Dns> Handler for LookupApi<D> {
     async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
         let path = req.uri().path();
         if path.starts_with(ext_authz::PATH_PREFIX) {
-            return ext_authz::check(&self.registry.get(), &req, self.quiet);
+            return ext_authz::check(&self.ownerships, &req, self.quiet).await;
         }
         let read_only = matches!(*req.method(), Method::GET | Method::HEAD);
         match path {
-            OWNERSHIP_PATH if read_only => self.ownership(&req),
+            OWNERSHIP_PATH if read_only => self.ownership(&req).await,
             "/healthz" | "/readyz" if read_only => http::text(StatusCode::OK, "ok\n"),
             OWNERSHIP_PATH | "/healthz" | "/readyz" => http::method_not_allowed("GET, HEAD"),
             _ => http::not_found(),
@@ -36,8 +37,8 @@ impl Handler for LookupApi {
     }
 }
 
-impl LookupApi {
-    fn ownership(&self, req: &Request<Incoming>) -> Response<Body> {
+impl<D: Dns> LookupApi<D> {
+    async fn ownership(&self, req: &Request<Incoming>) -> Response<Body> {
         let request_id = request_id(req);
         let host = match host_param(req.uri().query()) {
             Ok(h) => h,
@@ -48,7 +49,14 @@ impl LookupApi {
                 return http::json_error(StatusCode::BAD_REQUEST, message);
             }
         };
-        let answer = self.registry.get().lookup(&host);
+        let answer = match self.ownerships.lookup(&host).await {
+            Ok(answer) => answer,
+            Err(e) => {
+                crate::warn!("lookup host={host} status=503 dns unavailable: {e}{request_id}");
+                let body = Unavailable { host: &host, error: "dns unavailable", detail: &e.to_string() };
+                return http::json(StatusCode::SERVICE_UNAVAILABLE, &body);
+            }
+        };
         if !self.quiet {
             match &answer {
                 Answer::Found(o) => crate::info!(
@@ -74,6 +82,14 @@ impl LookupApi {
 struct Unknown<'a> {
     host: &'a str,
     error: &'static str,
+}
+
+/// The 503 body when DNS cannot answer.
+#[derive(Serialize)]
+struct Unavailable<'a> {
+    host: &'a str,
+    error: &'static str,
+    detail: &'a str,
 }
 
 /// The canonical name in `?host=`: percent-decoded, exactly one, a DNS name.

@@ -20,6 +20,7 @@ pub enum CliError {
     MissingValue(&'static str),
     Missing(&'static str),
     BadAddr { flag: &'static str, value: String },
+    BadNumber { flag: &'static str, value: String, min: u64, max: u64 },
 }
 
 impl fmt::Display for CliError {
@@ -31,6 +32,9 @@ impl fmt::Display for CliError {
             CliError::BadAddr { flag, value } => {
                 write!(f, "{flag} {value:?} is not an IP:PORT address (like 127.0.0.1:8081)")
             }
+            CliError::BadNumber { flag, value, min, max } => {
+                write!(f, "{flag} {value:?} is not a whole number from {min} to {max}")
+            }
         }
     }
 }
@@ -41,13 +45,35 @@ impl std::error::Error for CliError {}
 #[derive(Debug, Default)]
 pub struct Args {
     pub help: bool,
-    values: HashMap<&'static str, String>,
+    /// Every value given for a flag, in order (the last one wins for `get`).
+    values: HashMap<&'static str, Vec<String>>,
     switches: Vec<&'static str>,
 }
 
 impl Args {
     pub fn get(&self, flag: &str) -> Option<&str> {
-        self.values.get(flag).map(String::as_str)
+        self.values.get(flag).and_then(|v| v.last()).map(String::as_str)
+    }
+
+    /// A repeatable flag: every value, each also split on commas (the
+    /// environment form), as addresses.
+    pub fn addrs(&self, flag: &'static str) -> Result<Vec<SocketAddr>, CliError> {
+        let values = self.values.get(flag).map(Vec::as_slice).unwrap_or_default();
+        values
+            .iter()
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(|v| v.parse().map_err(|_| CliError::BadAddr { flag, value: v.to_string() }))
+            .collect()
+    }
+
+    pub fn number(&self, flag: &'static str, default: u64, min: u64, max: u64) -> Result<u64, CliError> {
+        let Some(value) = self.get(flag) else { return Ok(default) };
+        match value.parse::<u64>() {
+            Ok(n) if (min..=max).contains(&n) => Ok(n),
+            _ => Err(CliError::BadNumber { flag, value: value.to_string(), min, max }),
+        }
     }
 
     pub fn require(&self, flag: &'static str) -> Result<&str, CliError> {
@@ -92,13 +118,13 @@ pub fn parse(
             Some(v) => v,
             None => argv.next().ok_or(CliError::MissingValue(opt.flag))?,
         };
-        args.values.insert(opt.flag, value);
+        args.values.entry(opt.flag).or_default().push(value);
     }
     for opt in opts {
         let Some(var) = opt.env else { continue };
         let Some(value) = env(var).filter(|v| !v.is_empty()) else { continue };
         if opt.takes_value {
-            args.values.entry(opt.flag).or_insert(value);
+            args.values.entry(opt.flag).or_insert_with(|| vec![value]);
         } else if value != "0" && !args.switches.contains(&opt.flag) {
             args.switches.push(opt.flag);
         }
@@ -144,5 +170,23 @@ mod tests {
         let bad = run(&["--listen", "localhost"], &[]).unwrap();
         assert!(matches!(bad.addr("--listen", ""), Err(CliError::BadAddr { .. })));
         assert!(run(&["--quiet=1"], &[]).is_err());
+        let a = run(&["--listen", "x"], &[]).unwrap();
+        assert!(matches!(a.number("--listen", 1, 0, 9), Err(CliError::BadNumber { .. })));
+        assert!(matches!(a.addrs("--listen"), Err(CliError::BadAddr { .. })));
+    }
+
+    #[test]
+    fn repeated_values_and_numbers() {
+        let a = run(&["--listen", "127.0.0.1:53", "--listen=127.0.0.2:5353,[::1]:53"], &[]).unwrap();
+        let all = a.addrs("--listen").unwrap();
+        assert_eq!(all.len(), 3);
+        assert_eq!(all[2].port(), 53);
+        let a = run(&[], &[("LISTEN", "127.0.0.1:1, 127.0.0.1:2")]).unwrap();
+        assert_eq!(a.addrs("--listen").unwrap().len(), 2);
+        assert_eq!(run(&[], &[]).unwrap().addrs("--listen").unwrap(), vec![]);
+        let a = run(&["--registry", "7"], &[]).unwrap();
+        assert_eq!(a.number("--registry", 1, 0, 9), Ok(7));
+        assert_eq!(a.number("--quiet", 3, 0, 9), Ok(3));
+        assert!(a.number("--registry", 1, 8, 9).is_err());
     }
 }

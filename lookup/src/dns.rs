@@ -1,5 +1,6 @@
-//! DNS names: the one rule the registry file, the `host` query parameter and
-//! the ext_authz `host` header are all checked against.
+//! DNS names: the one rule the registry file, the `host` query parameter,
+//! the ext_authz `host` header and every name in a DNS answer are checked
+//! against, in one normalized form.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv6Addr};
@@ -30,7 +31,7 @@ impl fmt::Display for NameError {
             NameError::Uppercase => "must be lowercase",
             NameError::BadChar => "labels may only hold a-z, 0-9 and '-'",
             NameError::NumericTld => "last label is all digits (an IP address is not a host name)",
-            NameError::Wildcard => "a wildcard '*.' is only allowed in records keys",
+            NameError::Wildcard => "a wildcard '*.' is not a host name",
         })
     }
 }
@@ -69,11 +70,6 @@ pub fn check_name(name: &str) -> Result<(), NameError> {
         return Err(NameError::NumericTld);
     }
     Ok(())
-}
-
-/// Like [`check_name`], but also allows one leading `*.` (records keys).
-pub fn check_record_name(name: &str) -> Result<(), NameError> {
-    check_name(name.strip_prefix("*.").unwrap_or(name))
 }
 
 /// `name` and each of its parents, on label boundaries, longest first:
@@ -169,9 +165,6 @@ mod tests {
             assert_eq!(check_name(bad), Err(err), "{bad:?}");
         }
         assert_eq!(check_name(&format!("{}.x", "a".repeat(64))), Err(NameError::LabelTooLong));
-        assert_eq!(check_record_name("*.a.com"), Ok(()));
-        assert_eq!(check_record_name("*.*.a.com"), Err(NameError::Wildcard));
-        assert_eq!(check_record_name("*"), Err(NameError::BadChar));
     }
 
     #[test]

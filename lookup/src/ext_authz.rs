@@ -3,7 +3,8 @@
 
 use crate::dns::{self, HostHeader};
 use crate::http::{self, Body};
-use crate::registry::Registry;
+use crate::ownership::Ownerships;
+use crate::resolve::Dns;
 use crate::verdict::{decide, ErrorCode, Verdict};
 use hyper::header::{HeaderValue, HOST};
 use hyper::{Request, Response, StatusCode};
@@ -11,7 +12,7 @@ use hyper::{Request, Response, StatusCode};
 pub const PATH_PREFIX: &str = "/ext_authz";
 pub const ACCOUNT_HEADER: &str = "x-cname-guard-account";
 
-pub fn check<B>(registry: &Registry, req: &Request<B>, quiet: bool) -> Response<Body> {
+pub async fn check<B, D: Dns>(ownerships: &Ownerships<D>, req: &Request<B>, quiet: bool) -> Response<Body> {
     let raw = req.headers().get(HOST).map(|v| v.as_bytes()).or_else(|| req.uri().host().map(str::as_bytes));
     let parsed = match raw.map(std::str::from_utf8) {
         Some(Ok(raw)) => dns::parse_host_header(raw),
@@ -19,10 +20,16 @@ pub fn check<B>(registry: &Registry, req: &Request<B>, quiet: bool) -> Response<
         None => HostHeader::Invalid("no host header"),
     };
     let (shown, verdict) = match parsed {
-        HostHeader::Name(name) => {
-            let verdict = decide(&registry.lookup(&name));
-            (name, verdict)
-        }
+        HostHeader::Name(name) => match ownerships.lookup(&name).await {
+            Ok(answer) => {
+                let verdict = decide(&answer);
+                (name, verdict)
+            }
+            Err(e) => {
+                crate::warn!("ext_authz host={name} dns unavailable: {e}{}", crate::api::request_id(req));
+                return http::text(StatusCode::SERVICE_UNAVAILABLE, "503 DNS unavailable\n");
+            }
+        },
         HostHeader::Ip(ip) => (ip.to_string(), Verdict::Deny(ErrorCode::DirectIp)),
         HostHeader::Invalid(reason) => {
             if !quiet {
@@ -64,19 +71,29 @@ mod tests {
     use super::*;
     use http_body_util::BodyExt;
 
+    use crate::chain::fake::{block, Zone};
+    use crate::dns_cache::CachedDns;
+    use crate::registry::Registry;
+    use crate::reload::Current;
+
     const REGISTRY: &str = r#"{
         "accounts": {"saas": {}, "client": {}},
-        "zones": {"saas.example": "saas", "client.example": "client"},
-        "records": {"edge.saas.example": {"a": ["192.0.2.1"]}, "x.client.example": {"cname": "edge.saas.example"}}
+        "zones": {"saas.example": "saas", "client.example": "client"}
     }"#;
 
     fn ask(host: Option<&str>) -> Response<Body> {
         let registry = Registry::from_slice(REGISTRY.as_bytes()).expect("valid");
+        let zone = Zone::default()
+            .a("edge.saas.example", 60)
+            .cname("x.client.example", "edge.saas.example", 60)
+            .broken("down.client.example");
+        let ownerships =
+            Ownerships { registry: Current::new(registry), dns: CachedDns::new(zone, 10, 300), max_ttl: 300 };
         let mut req = Request::builder().uri("/ext_authz/some/path");
         if let Some(h) = host {
             req = req.header("host", h);
         }
-        check(&registry, &req.body(()).expect("request"), true)
+        block(check(&ownerships, &req.body(()).expect("request"), true))
     }
 
     fn body(r: Response<Body>) -> String {
@@ -117,6 +134,8 @@ mod tests {
         assert!(body(r).contains("Error 1003"));
         assert_eq!(ask(Some("a..b")).status(), 400);
         assert_eq!(ask(None).status(), 400);
+        // DNS down is not a verdict.
+        assert_eq!(ask(Some("down.client.example")).status(), 503);
     }
 
     #[test]

@@ -4,13 +4,17 @@
 pub mod log;
 
 pub mod api;
+pub mod chain;
 pub mod cli;
 pub mod dns;
+pub mod dns_cache;
 pub mod ext_authz;
 pub mod http;
 pub mod origin;
+pub mod ownership;
 pub mod registry;
 pub mod reload;
+pub mod resolve;
 pub mod run;
 pub mod server;
 pub mod verdict;

@@ -1,19 +1,26 @@
-//! The registry: who owns which zone, which records exist, which custom
-//! hostnames each account has authorized. Loading, validation, and the pure
-//! `lookup(host)` that answers lookup contract v1.
+//! The registry: platform data only. Who owns which zone, which accounts
+//! are suspended, which custom hostnames each account has authorized.
+//! Loading, validation, and the pure `lookup(host, chain)` that answers
+//! lookup contract v1 from a host's CNAME chain as DNS gave it.
 
+use crate::chain::Chain;
 use crate::dns;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
-pub const DEFAULT_TTL: u32 = 60;
-pub const MAX_TTL: u64 = 86_400;
-/// CNAMEs followed before `origin_resolves` gives up.
-pub const MAX_HOPS: usize = 8;
 const MAX_ACCOUNT: usize = 128;
+
+/// Keys of older registry files, refused with where their data now comes from.
+const MOVED: &[(&str, &str)] = &[
+    (
+        "records",
+        "DNS records are no longer read from the registry: cname-guard-lookup resolves every host in DNS \
+         (--dns-server, or /etc/resolv.conf); remove this section and serve the records from a DNS zone",
+    ),
+    ("ttl", "answer TTLs now come from DNS (the smallest TTL of the chain), capped by --max-ttl; remove this key"),
+];
 
 // --- the file ---------------------------------------------------------------
 
@@ -21,13 +28,9 @@ const MAX_ACCOUNT: usize = 128;
 #[serde(deny_unknown_fields)]
 struct FileRoot {
     #[serde(default)]
-    ttl: Option<u64>,
-    #[serde(default)]
     accounts: BTreeMap<String, FileAccount>,
     #[serde(default)]
     zones: BTreeMap<String, String>,
-    #[serde(default)]
-    records: BTreeMap<String, FileRecord>,
     #[serde(default)]
     custom_hostnames: BTreeMap<String, BTreeMap<String, String>>,
 }
@@ -37,19 +40,6 @@ struct FileRoot {
 struct FileAccount {
     #[serde(default)]
     suspended: bool,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileRecord {
-    #[serde(default)]
-    cname: Option<String>,
-    #[serde(default)]
-    a: Vec<String>,
-    #[serde(default)]
-    aaaa: Vec<String>,
-    #[serde(default)]
-    ttl: Option<u64>,
 }
 
 // --- errors -----------------------------------------------------------------
@@ -116,23 +106,11 @@ impl RegistryError {
 
 // --- the model ----------------------------------------------------------------
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Record {
-    pub cname: Option<String>,
-    /// Whether the record holds at least one A or AAAA address.
-    pub has_address: bool,
-    pub ttl: Option<u32>,
-}
-
 /// A validated registry, ready for lookups.
 #[derive(Debug, Clone, Default)]
 pub struct Registry {
-    ttl: u32,
     suspended: HashMap<String, bool>,
     zones: HashMap<String, String>,
-    records: HashMap<String, Record>,
-    /// `*.parent` records, keyed by `parent`.
-    wildcards: HashMap<String, Record>,
     custom_hostnames: HashMap<String, HashMap<String, String>>,
 }
 
@@ -141,17 +119,12 @@ pub struct Registry {
 pub struct Counts {
     pub accounts: usize,
     pub zones: usize,
-    pub records: usize,
     pub custom_hostnames: usize,
 }
 
 impl fmt::Display for Counts {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "accounts={} zones={} records={} custom_hostnames={}",
-            self.accounts, self.zones, self.records, self.custom_hostnames
-        )
+        write!(f, "accounts={} zones={} custom_hostnames={}", self.accounts, self.zones, self.custom_hostnames)
     }
 }
 
@@ -171,7 +144,7 @@ pub struct Ownership {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Answer {
     Found(Ownership),
-    /// No zone and no record: the platform does not know the host (404).
+    /// Neither the host nor its chain is in a platform zone (404).
     Unknown,
 }
 
@@ -187,6 +160,7 @@ impl Registry {
         let value: serde_json::Value = serde_json::from_slice(bytes)
             .map_err(|e| RegistryError::Syntax(Problem { path: String::new(), message: e.to_string() }))?;
         objects_where_structs_go(&value)?;
+        moved_keys(&value)?;
         let root: FileRoot = serde_path_to_error::deserialize(value).map_err(syntax_error)?;
         Registry::validate(root)
     }
@@ -194,14 +168,6 @@ impl Registry {
     fn validate(root: FileRoot) -> Result<Registry, RegistryError> {
         let mut problems = Vec::new();
         let mut bad = |path: String, message: String| problems.push(Problem { path, message });
-
-        let ttl = match root.ttl {
-            None => DEFAULT_TTL,
-            Some(t) => check_ttl(t).unwrap_or_else(|m| {
-                bad("ttl".into(), m);
-                DEFAULT_TTL
-            }),
-        };
 
         for id in root.accounts.keys() {
             if !valid_account(id) {
@@ -217,42 +183,6 @@ impl Registry {
             if !declared(owner) {
                 bad(format!("zones[{zone:?}]"), format!("unknown account {owner:?}"));
             }
-        }
-
-        let mut records = HashMap::new();
-        let mut wildcards = HashMap::new();
-        for (name, rec) in root.records {
-            let path = format!("records[{name:?}]");
-            if let Err(e) = dns::check_record_name(&name) {
-                bad(path.clone(), format!("invalid host name: {e}"));
-            }
-            if let Some(target) = &rec.cname {
-                if let Err(e) = dns::check_name(target) {
-                    bad(format!("{path}.cname"), format!("invalid target {target:?}: {e}"));
-                }
-            }
-            for (i, a) in rec.a.iter().enumerate() {
-                if a.parse::<Ipv4Addr>().is_err() {
-                    bad(format!("{path}.a[{i}]"), format!("{a:?} is not an IPv4 address"));
-                }
-            }
-            for (i, a) in rec.aaaa.iter().enumerate() {
-                if a.parse::<Ipv6Addr>().is_err() {
-                    bad(format!("{path}.aaaa[{i}]"), format!("{a:?} is not an IPv6 address"));
-                }
-            }
-            let has_address = !rec.a.is_empty() || !rec.aaaa.is_empty();
-            match (&rec.cname, has_address) {
-                (Some(_), true) => bad(path.clone(), "a record has either a cname or addresses, not both".into()),
-                (None, false) => bad(path.clone(), "a record needs a cname or at least one a/aaaa address".into()),
-                _ => {}
-            }
-            let rec_ttl = rec.ttl.and_then(|t| check_ttl(t).map_err(|m| bad(format!("{path}.ttl"), m)).ok());
-            let record = Record { cname: rec.cname, has_address, ttl: rec_ttl };
-            match name.strip_prefix("*.") {
-                Some(parent) => wildcards.insert(parent.to_string(), record),
-                None => records.insert(name, record),
-            };
         }
 
         let mut custom_hostnames = HashMap::new();
@@ -272,11 +202,8 @@ impl Registry {
             return Err(RegistryError::Invalid(problems));
         }
         Ok(Registry {
-            ttl,
             suspended: root.accounts.into_iter().map(|(id, a)| (id, a.suspended)).collect(),
             zones: root.zones.into_iter().collect(),
-            records,
-            wildcards,
             custom_hostnames,
         })
     }
@@ -285,7 +212,6 @@ impl Registry {
         Counts {
             accounts: self.suspended.len(),
             zones: self.zones.len(),
-            records: self.records.len() + self.wildcards.len(),
             custom_hostnames: self.custom_hostnames.values().map(HashMap::len).sum(),
         }
     }
@@ -298,7 +224,7 @@ fn objects_where_structs_go(value: &serde_json::Value) -> Result<(), RegistryErr
     let Some(root) = value.as_object() else {
         return Err(not_object("(top level)".into()));
     };
-    for section in ["accounts", "records"] {
+    for section in ["accounts"] {
         if let Some(entries) = root.get(section).and_then(|v| v.as_object()) {
             if let Some((key, _)) = entries.iter().find(|(_, v)| !v.is_object()) {
                 return Err(not_object(format!("{section}[{key:?}]")));
@@ -308,10 +234,11 @@ fn objects_where_structs_go(value: &serde_json::Value) -> Result<(), RegistryErr
     Ok(())
 }
 
-fn check_ttl(t: u64) -> Result<u32, String> {
-    match u32::try_from(t) {
-        Ok(t) if u64::from(t) <= MAX_TTL => Ok(t),
-        _ => Err(format!("ttl {t} is outside 0..={MAX_TTL}")),
+/// `records` and `ttl` moved out of the file; say where to.
+fn moved_keys(value: &serde_json::Value) -> Result<(), RegistryError> {
+    match MOVED.iter().find(|(key, _)| value.get(key).is_some()) {
+        Some((key, message)) => Err(RegistryError::Syntax(Problem { path: (*key).into(), message: (*message).into() })),
+        None => Ok(()),
     }
 }
 
@@ -331,8 +258,8 @@ fn syntax_error(e: serde_path_to_error::Error<serde_json::Error>) -> RegistryErr
         match seg {
             Segment::Seq { index } => path.push_str(&format!("[{index}]")),
             Segment::Map { key } => {
-                // Depth 0 is a top-level key; depth 2 of accounts/records is a field.
-                let is_field = depth == 0 || (depth == 2 && matches!(section.as_str(), "accounts" | "records"));
+                // Depth 0 is a top-level key; depth 2 of accounts is a field.
+                let is_field = depth == 0 || (depth == 2 && section == "accounts");
                 if depth == 0 {
                     section = key.clone();
                 }
@@ -361,37 +288,17 @@ impl Registry {
         dns::self_and_parents(name).find_map(|zone| self.zones.get(zone)).map(String::as_str)
     }
 
-    /// `records[name]`, else the nearest wildcard `*.<parent>`.
-    pub fn record(&self, name: &str) -> Option<&Record> {
-        self.records
-            .get(name)
-            .or_else(|| dns::self_and_parents(name).skip(1).find_map(|parent| self.wildcards.get(parent)))
-    }
-
-    /// Whether following the CNAME chain from `record` ends at addresses.
-    fn resolves<'a>(&'a self, mut record: Option<&'a Record>) -> bool {
-        for _ in 0..=MAX_HOPS {
-            match record {
-                None => return false,
-                Some(r) if r.has_address => return true,
-                Some(r) => match &r.cname {
-                    Some(target) => record = self.record(target),
-                    None => return false,
-                },
-            }
-        }
-        false
-    }
-
-    /// Lookup contract v1 for a canonical (lowercase, checked) host name.
-    pub fn lookup(&self, host: &str) -> Answer {
+    /// Lookup contract v1 for a canonical host, from its chain in DNS.
+    /// `max_ttl` caps the chain's TTL.
+    pub fn lookup(&self, host: &str, chain: &Chain, max_ttl: u32) -> Answer {
         let account = self.zone_owner(host);
-        let record = self.record(host);
-        if account.is_none() && record.is_none() {
+        let targets = chain.names.get(1..).unwrap_or_default();
+        // The first name of the chain on the platform, else the first target.
+        let cname_target = targets.iter().find(|n| self.zone_owner(n).is_some()).or(targets.first());
+        let target_account = cname_target.and_then(|t| self.zone_owner(t));
+        if account.is_none() && target_account.is_none() {
             return Answer::Unknown;
         }
-        let cname_target = record.and_then(|r| r.cname.as_deref());
-        let target_account = cname_target.and_then(|t| self.zone_owner(t));
         let custom_hostname =
             target_account.and_then(|t| self.custom_hostnames.get(t)).and_then(|hosts| hosts.get(host));
         let cross = target_account.is_some() && target_account != account;
@@ -400,12 +307,12 @@ impl Registry {
         Answer::Found(Ownership {
             host: host.to_string(),
             account: account.map(String::from),
-            cname_target: cname_target.map(String::from),
+            cname_target: cname_target.cloned(),
             target_account: target_account.map(String::from),
             custom_hostname: custom_hostname.cloned(),
-            origin_resolves: self.resolves(record),
+            origin_resolves: chain.resolves(),
             suspended,
-            ttl: record.and_then(|r| r.ttl).unwrap_or(self.ttl),
+            ttl: chain.ttl.min(max_ttl),
         })
     }
 }

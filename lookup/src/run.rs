@@ -11,6 +11,7 @@ pub enum StartError {
     Runtime(std::io::Error),
     Signals(std::io::Error),
     Bind { addr: SocketAddr, source: std::io::Error },
+    Dns(String),
 }
 
 impl fmt::Display for StartError {
@@ -19,6 +20,7 @@ impl fmt::Display for StartError {
             StartError::Runtime(e) => write!(f, "cannot start the runtime: {e}"),
             StartError::Signals(e) => write!(f, "cannot install signal handlers: {e}"),
             StartError::Bind { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
+            StartError::Dns(e) => write!(f, "cannot start the DNS client: {e}"),
         }
     }
 }
