@@ -20,18 +20,11 @@ pub fn negotiate(accept: Option<&[u8]>) -> Format {
         let mut parts = range.split(';');
         let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
         let q = parts
-            .filter_map(|p| {
-                p.trim()
-                    .strip_prefix("q=")
-                    .or_else(|| p.trim().strip_prefix("Q="))
-            })
+            .filter_map(|p| p.trim().strip_prefix("q=").or_else(|| p.trim().strip_prefix("Q=")))
             .next()
             .map_or(Some(1000), parse_q);
         let Some(q) = q else { continue };
-        for (i, format) in [Format::Html, Format::Json, Format::Text]
-            .into_iter()
-            .enumerate()
-        {
+        for (i, format) in [Format::Html, Format::Json, Format::Text].into_iter().enumerate() {
             if let Some(spec) = matches(&media, format) {
                 // A more specific range overrides a broader one (RFC 9110 12.5.1).
                 if spec > best[i].1 || (spec == best[i].1 && q > best[i].0) {
@@ -42,10 +35,7 @@ pub fn negotiate(accept: Option<&[u8]>) -> Format {
     }
     let mut choice = Format::Html;
     let mut top = 0;
-    for (i, format) in [Format::Html, Format::Json, Format::Text]
-        .into_iter()
-        .enumerate()
-    {
+    for (i, format) in [Format::Html, Format::Json, Format::Text].into_iter().enumerate() {
         if best[i].0 > top {
             top = best[i].0;
             choice = format;
@@ -104,10 +94,7 @@ mod tests {
         assert_eq!(n("*/*"), Format::Html);
         assert_eq!(n("image/png"), Format::Html);
         assert_eq!(negotiate(Some(&[0xff, 0xfe])), Format::Html);
-        assert_eq!(
-            n("text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"),
-            Format::Html
-        );
+        assert_eq!(n("text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"), Format::Html);
     }
 
     #[test]
@@ -128,10 +115,7 @@ mod tests {
         assert_eq!(n("application/json;q=0, */*"), Format::Html);
         assert_eq!(n("text/html;q=0, application/json;q=0.001"), Format::Json);
         // A specific q=0 beats a wildcard accepting it.
-        assert_eq!(
-            n("text/html;q=0, text/*;q=1, text/plain;q=0.2"),
-            Format::Text
-        );
+        assert_eq!(n("text/html;q=0, text/*;q=1, text/plain;q=0.2"), Format::Text);
         // A bad q drops that range only.
         assert_eq!(n("application/json;q=2, text/plain"), Format::Text);
         assert_eq!(n("application/json;q=abc"), Format::Html);

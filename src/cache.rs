@@ -106,14 +106,7 @@ pub fn decode_slot(bytes: &[u8]) -> Option<(&[u8], Entry)> {
         KIND_FAILURE if payload.is_empty() => None,
         _ => return None,
     };
-    Some((
-        host,
-        Entry {
-            verdict,
-            fresh_until,
-            stale_until,
-        },
-    ))
+    Some((host, Entry { verdict, fresh_until, stale_until }))
 }
 
 /// The slot table's geometry: `sets` sets of two slots.
@@ -125,9 +118,7 @@ pub struct Slots {
 impl Slots {
     /// `max_entries` rounded up to an even number of slots; 0 turns caching off.
     pub fn new(max_entries: u32) -> Slots {
-        Slots {
-            sets: max_entries.div_ceil(2),
-        }
+        Slots { sets: max_entries.div_ceil(2) }
     }
 
     pub fn enabled(self) -> bool {
@@ -155,9 +146,7 @@ impl Slots {
 
 /// Stable across VMs and restarts, unlike the std hasher.
 fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
 
 /// Which slot of a set a new entry for `host` should take, given the two
@@ -173,10 +162,7 @@ pub fn choose_victim(host: &str, current: [Option<&[u8]>; 2], now: u64) -> (usiz
             }
         }
     }
-    let useful_until = |d: &Option<(&[u8], Entry)>| {
-        d.as_ref()
-            .map_or(0, |(_, e)| e.stale_until.max(e.fresh_until))
-    };
+    let useful_until = |d: &Option<(&[u8], Entry)>| d.as_ref().map_or(0, |(_, e)| e.stale_until.max(e.fresh_until));
     let (a, b) = (useful_until(&decoded[0]), useful_until(&decoded[1]));
     let i = usize::from(b < a);
     let live = [a, b][i] > now;
@@ -195,10 +181,7 @@ pub struct LocalCache {
 
 impl LocalCache {
     pub fn new(max_entries: u32) -> LocalCache {
-        LocalCache {
-            map: HashMap::new(),
-            max: max_entries as usize,
-        }
+        LocalCache { map: HashMap::new(), max: max_entries as usize }
     }
 
     pub fn get(&self, host: &str) -> Option<&Entry> {
@@ -237,11 +220,7 @@ mod tests {
     use super::*;
 
     fn entry(verdict: Option<Verdict>) -> Entry {
-        Entry {
-            verdict,
-            fresh_until: 1_000,
-            stale_until: 5_000,
-        }
+        Entry { verdict, fresh_until: 1_000, stale_until: 5_000 }
     }
 
     #[test]
@@ -301,45 +280,20 @@ mod tests {
             assert!(a < 1_000 && b == a + 1 && a % 2 == 0);
             assert_eq!(s.slots_of(&host), [a, b]);
         }
-        assert_eq!(
-            s.set_of("custom.myclientsite.com"),
-            (fnv1a(b"custom.myclientsite.com") % 500) as u32
-        );
+        assert_eq!(s.set_of("custom.myclientsite.com"), (fnv1a(b"custom.myclientsite.com") % 500) as u32);
     }
 
     #[test]
     fn victim_choice() {
         let mine = entry(None).encode("me");
-        let old = Entry {
-            verdict: None,
-            fresh_until: 10,
-            stale_until: 10,
-        }
-        .encode("old");
-        let young = Entry {
-            verdict: None,
-            fresh_until: 100,
-            stale_until: 100,
-        }
-        .encode("young");
-        assert_eq!(
-            choose_victim("me", [Some(&young), Some(&mine)], 50),
-            (1, false)
-        );
+        let old = Entry { verdict: None, fresh_until: 10, stale_until: 10 }.encode("old");
+        let young = Entry { verdict: None, fresh_until: 100, stale_until: 100 }.encode("young");
+        assert_eq!(choose_victim("me", [Some(&young), Some(&mine)], 50), (1, false));
         assert_eq!(choose_victim("me", [Some(&young), None], 50), (1, false));
         assert_eq!(choose_victim("me", [None, Some(&young)], 50), (0, false));
-        assert_eq!(
-            choose_victim("me", [Some(&young), Some(&old)], 50),
-            (1, false)
-        );
-        assert_eq!(
-            choose_victim("me", [Some(&old), Some(&young)], 5),
-            (0, true)
-        );
-        assert_eq!(
-            choose_victim("me", [Some(b"junk".as_slice()), Some(&young)], 5),
-            (0, false)
-        );
+        assert_eq!(choose_victim("me", [Some(&young), Some(&old)], 50), (1, false));
+        assert_eq!(choose_victim("me", [Some(&old), Some(&young)], 5), (0, true));
+        assert_eq!(choose_victim("me", [Some(b"junk".as_slice()), Some(&young)], 5), (0, false));
     }
 
     #[test]
@@ -361,10 +315,7 @@ mod tests {
         }
         assert_eq!(c.capacity(), full);
         c.insert("h9", entry(Some(Verdict::Allow("x".into()))));
-        assert_eq!(
-            c.get("h9").and_then(|e| e.verdict.clone()),
-            Some(Verdict::Allow("x".into()))
-        );
+        assert_eq!(c.get("h9").and_then(|e| e.verdict.clone()), Some(Verdict::Allow("x".into())));
         let mut off = LocalCache::new(0);
         off.insert("h", entry(None));
         assert!(off.is_empty());

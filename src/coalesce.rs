@@ -46,15 +46,8 @@ impl Lock {
         if rest.len() != 4 * n {
             return None;
         }
-        let waiters = rest
-            .chunks_exact(4)
-            .filter_map(|c| c.try_into().ok().map(u32::from_le_bytes))
-            .collect();
-        Some(Lock {
-            host: String::from_utf8(host.to_vec()).ok()?,
-            deadline,
-            waiters,
-        })
+        let waiters = rest.chunks_exact(4).filter_map(|c| c.try_into().ok().map(u32::from_le_bytes)).collect();
+        Some(Lock { host: String::from_utf8(host.to_vec()).ok()?, deadline, waiters })
     }
 
     pub fn held(&self, now: u64) -> bool {
@@ -87,11 +80,7 @@ pub fn step(current: Option<Lock>, host: &str, my_queue: u32, now: u64, lock_for
             Step::Wait(lock)
         }
         Some(lock) if lock.held(now) => Step::Alone,
-        _ => Step::Lead(Lock {
-            host: host.to_string(),
-            deadline: now + lock_for_ms,
-            waiters: Vec::new(),
-        }),
+        _ => Step::Lead(Lock { host: host.to_string(), deadline: now + lock_for_ms, waiters: Vec::new() }),
     }
 }
 
@@ -101,11 +90,7 @@ mod tests {
 
     #[test]
     fn round_trip_and_garbage() {
-        let l = Lock {
-            host: "a.example".into(),
-            deadline: 77,
-            waiters: vec![3, 9],
-        };
+        let l = Lock { host: "a.example".into(), deadline: 77, waiters: vec![3, 9] };
         assert_eq!(Lock::decode(&l.encode()), Some(l.clone()));
         assert_eq!(Lock::decode(&[]), None);
         let bytes = l.encode();
@@ -116,35 +101,14 @@ mod tests {
 
     #[test]
     fn steps() {
-        let held = Lock {
-            host: "a".into(),
-            deadline: 100,
-            waiters: vec![],
-        };
-        assert!(
-            matches!(step(None, "a", 1, 50, 600), Step::Lead(l) if l.deadline == 650 && l.host == "a")
-        );
-        assert_eq!(
-            step(Some(held.clone()), "a", 1, 50, 600),
-            Step::Wait(Lock {
-                waiters: vec![1],
-                ..held.clone()
-            })
-        );
+        let held = Lock { host: "a".into(), deadline: 100, waiters: vec![] };
+        assert!(matches!(step(None, "a", 1, 50, 600), Step::Lead(l) if l.deadline == 650 && l.host == "a"));
+        assert_eq!(step(Some(held.clone()), "a", 1, 50, 600), Step::Wait(Lock { waiters: vec![1], ..held.clone() }));
         assert_eq!(step(Some(held.clone()), "b", 1, 50, 600), Step::Alone);
         // A dead leader's lock is taken over.
-        assert!(matches!(
-            step(Some(held.clone()), "a", 1, 100, 600),
-            Step::Lead(_)
-        ));
-        assert!(matches!(
-            step(Some(held.clone()), "b", 1, 100, 600),
-            Step::Lead(_)
-        ));
-        let full = Lock {
-            waiters: (0..MAX_WAITERS as u32).collect(),
-            ..held
-        };
+        assert!(matches!(step(Some(held.clone()), "a", 1, 100, 600), Step::Lead(_)));
+        assert!(matches!(step(Some(held.clone()), "b", 1, 100, 600), Step::Lead(_)));
+        let full = Lock { waiters: (0..MAX_WAITERS as u32).collect(), ..held };
         assert_eq!(step(Some(full), "a", 999, 50, 600), Step::Alone);
     }
 }

@@ -18,20 +18,13 @@ impl fmt::Display for ConfigError {
         if self.key.is_empty() {
             write!(f, "invalid configuration: {}", self.message)
         } else {
-            write!(
-                f,
-                "invalid configuration at `{}`: {}",
-                self.key, self.message
-            )
+            write!(f, "invalid configuration at `{}`: {}", self.key, self.message)
         }
     }
 }
 
 fn err(key: &str, message: impl Into<String>) -> ConfigError {
-    ConfigError {
-        key: key.to_string(),
-        message: message.into(),
-    }
+    ConfigError { key: key.to_string(), message: message.into() }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -91,22 +84,12 @@ impl<'a> Section<'a> {
     /// `value` as an object whose keys are all in `known`.
     fn new(value: &'a Value, path: String, known: &[&str]) -> Result<Section<'a>, ConfigError> {
         let Value::Object(members) = value else {
-            return Err(err(
-                &path,
-                format!("expected an object, found {}", value.kind()),
-            ));
+            return Err(err(&path, format!("expected an object, found {}", value.kind())));
         };
         let section = Section { path, members };
         if let Some((key, _)) = members.iter().find(|(k, _)| !known.contains(&k.as_str())) {
-            let expected = known
-                .iter()
-                .map(|k| format!("`{k}`"))
-                .collect::<Vec<_>>()
-                .join(", ");
-            return Err(err(
-                &section.key(key),
-                format!("unknown key (expected one of {expected})"),
-            ));
+            let expected = known.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ");
+            return Err(err(&section.key(key), format!("unknown key (expected one of {expected})")));
         }
         Ok(section)
     }
@@ -124,44 +107,26 @@ impl<'a> Section<'a> {
     }
 
     fn section(&self, key: &str, known: &[&str]) -> Result<Option<Section<'a>>, ConfigError> {
-        self.get(key)
-            .map(|v| Section::new(v, self.key(key), known))
-            .transpose()
+        self.get(key).map(|v| Section::new(v, self.key(key), known)).transpose()
     }
 
     fn string(&self, key: &str) -> Result<Option<String>, ConfigError> {
         match self.get(key) {
             None => Ok(None),
             Some(Value::String(s)) => Ok(Some(s.clone())),
-            Some(v) => Err(err(
-                &self.key(key),
-                format!("expected a string, found {}", v.kind()),
-            )),
+            Some(v) => Err(err(&self.key(key), format!("expected a string, found {}", v.kind()))),
         }
     }
 
     /// An integer in `range`, or `default` when absent.
-    fn uint(
-        &self,
-        key: &str,
-        default: u32,
-        range: std::ops::RangeInclusive<u32>,
-    ) -> Result<u32, ConfigError> {
-        let Some(v) = self.get(key) else {
-            return Ok(default);
-        };
-        let n = v.as_u64().ok_or_else(|| {
-            err(
-                &self.key(key),
-                format!("expected a non-negative integer, found {}", v.kind()),
-            )
-        })?;
+    fn uint(&self, key: &str, default: u32, range: std::ops::RangeInclusive<u32>) -> Result<u32, ConfigError> {
+        let Some(v) = self.get(key) else { return Ok(default) };
+        let n = v
+            .as_u64()
+            .ok_or_else(|| err(&self.key(key), format!("expected a non-negative integer, found {}", v.kind())))?;
         match u32::try_from(n) {
             Ok(n) if range.contains(&n) => Ok(n),
-            _ => Err(err(
-                &self.key(key),
-                format!("must be between {} and {}", range.start(), range.end()),
-            )),
+            _ => Err(err(&self.key(key), format!("must be between {} and {}", range.start(), range.end()))),
         }
     }
 }
@@ -187,62 +152,31 @@ impl Config {
         let lookup = root
             .section("lookup", &["cluster", "authority", "path", "timeout_ms"])?
             .ok_or_else(|| err("lookup", "required (at least `lookup.cluster`)"))?;
-        let cluster = lookup
-            .string("cluster")?
-            .ok_or_else(|| err("lookup.cluster", "required"))?;
+        let cluster = lookup.string("cluster")?.ok_or_else(|| err("lookup.cluster", "required"))?;
         if cluster.is_empty() || !cluster.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(err("lookup.cluster", "must be a non-empty cluster name"));
         }
-        let authority = lookup
-            .string("authority")?
-            .unwrap_or_else(|| cluster.clone());
+        let authority = lookup.string("authority")?.unwrap_or_else(|| cluster.clone());
         if authority.is_empty() || !authority.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(err("lookup.authority", "must be a non-empty host name"));
         }
-        let path = lookup
-            .string("path")?
-            .unwrap_or_else(|| "/v1/ownership".into());
-        if !path.starts_with('/')
-            || !path
-                .bytes()
-                .all(|b| b.is_ascii_graphic() && b != b'?' && b != b'#')
-        {
-            return Err(err(
-                "lookup.path",
-                "must start with `/` and hold no query, fragment or spaces",
-            ));
+        let path = lookup.string("path")?.unwrap_or_else(|| "/v1/ownership".into());
+        if !path.starts_with('/') || !path.bytes().all(|b| b.is_ascii_graphic() && b != b'?' && b != b'#') {
+            return Err(err("lookup.path", "must start with `/` and hold no query, fragment or spaces"));
         }
         let timeout_ms = lookup.uint("timeout_ms", 500, 1..=60_000)?;
 
         const DAY: std::ops::RangeInclusive<u32> = 0..=86_400;
-        let known = [
-            "ttl_seconds",
-            "negative_ttl_seconds",
-            "failure_ttl_seconds",
-            "stale_if_error_seconds",
-            "max_entries",
-        ];
+        let known = ["ttl_seconds", "negative_ttl_seconds", "failure_ttl_seconds", "stale_if_error_seconds", "max_entries"];
         let cache = match root.section("cache", &known)? {
             None => CacheConfig::default(),
             Some(c) => {
                 let d = CacheConfig::default();
                 CacheConfig {
                     ttl_seconds: c.uint("ttl_seconds", d.ttl_seconds, DAY)?,
-                    negative_ttl_seconds: c.uint(
-                        "negative_ttl_seconds",
-                        d.negative_ttl_seconds,
-                        DAY,
-                    )?,
-                    failure_ttl_seconds: c.uint(
-                        "failure_ttl_seconds",
-                        d.failure_ttl_seconds,
-                        DAY,
-                    )?,
-                    stale_if_error_seconds: c.uint(
-                        "stale_if_error_seconds",
-                        d.stale_if_error_seconds,
-                        DAY,
-                    )?,
+                    negative_ttl_seconds: c.uint("negative_ttl_seconds", d.negative_ttl_seconds, DAY)?,
+                    failure_ttl_seconds: c.uint("failure_ttl_seconds", d.failure_ttl_seconds, DAY)?,
+                    stale_if_error_seconds: c.uint("stale_if_error_seconds", d.stale_if_error_seconds, DAY)?,
                     max_entries: c.uint("max_entries", d.max_entries, 0..=1_000_000)?,
                 }
             }
@@ -272,40 +206,23 @@ impl Config {
             return Err(err("ray.colo", "must be 1 to 8 letters or digits"));
         }
 
-        let server_header = root
-            .string("server_header")?
-            .unwrap_or_else(|| "cloudflare".into());
+        let server_header = root.string("server_header")?.unwrap_or_else(|| "cloudflare".into());
         if server_header.is_empty() || !server_header.bytes().all(|b| (b' '..=b'~').contains(&b)) {
             return Err(err("server_header", "must be non-empty printable ASCII"));
         }
-        let account_header = root
-            .string("account_header")?
-            .unwrap_or_else(|| "x-cname-guard-account".into());
+        let account_header = root.string("account_header")?.unwrap_or_else(|| "x-cname-guard-account".into());
         check_header_name("account_header", &account_header)?;
 
         let mut statuses = ErrorCode::ALL.map(ErrorCode::default_status);
         if let Some(v) = root.get("status") {
             let Value::Object(members) = v else {
-                return Err(err(
-                    "status",
-                    format!("expected an object, found {}", v.kind()),
-                ));
+                return Err(err("status", format!("expected an object, found {}", v.kind())));
             };
-            let section = Section {
-                path: "status".into(),
-                members,
-            };
+            let section = Section { path: "status".into(), members };
             for (key, _) in members {
-                let code = key
-                    .parse()
-                    .ok()
-                    .and_then(ErrorCode::from_number)
-                    .ok_or_else(|| {
-                        err(
-                            &section.key(key),
-                            "unknown error code (known: 1001, 1003, 1004, 1014, 1016)",
-                        )
-                    })?;
+                let code = key.parse().ok().and_then(ErrorCode::from_number).ok_or_else(|| {
+                    err(&section.key(key), "unknown error code (known: 1001, 1003, 1004, 1014, 1016)")
+                })?;
                 statuses[code.index()] = section.uint(key, 0, 400..=599)? as u16;
             }
         }
@@ -402,92 +319,29 @@ mod tests {
         assert_eq!(key_of(r#"{"lookup":"o"}"#), "lookup");
         assert_eq!(key_of(r#"{"lookup":{"cluster":""}}"#), "lookup.cluster");
         assert_eq!(key_of(r#"{"lookup":{"cluster":"o"},"bogus":1}"#), "bogus");
-        assert!(parse(r#"{"lookup":{"cluster":"o"},"bogus":1}"#)
-            .unwrap_err()
-            .message
-            .contains("`lookup`"));
-        assert_eq!(
-            key_of(r#"{"lookup":{"cluster":"o","timeout_ms":1.5}}"#),
-            "lookup.timeout_ms"
-        );
-        assert_eq!(
-            key_of(r#"{"lookup":{"cluster":"o","timeout_ms":60001}}"#),
-            "lookup.timeout_ms"
-        );
-        assert_eq!(
-            key_of(r#"{"lookup":{"cluster":"o"},"cache":{"ttl_seconds":null}}"#),
-            "cache.ttl_seconds"
-        );
-        assert_eq!(
-            key_of(r#"{"lookup":{"cluster":"o"},"status":{"1014":"409"}}"#),
-            "status.1014"
-        );
-        assert_eq!(
-            key_of(r#"{"lookup":{"cluster":"o"},"status":[]}"#),
-            "status"
-        );
-        assert_eq!(
-            key_of(r#"{"lookup":{"cluster":"o"},"lookup":{"cluster":"p"}}"#),
-            ""
-        );
-        assert_eq!(
-            key_of(r#"{"lookup":{"cluster":"o","timeout_ms":"5"}}"#),
-            "lookup.timeout_ms"
-        );
-        assert_eq!(
-            key_of(r#"{"lookup":{"cluster":"o","timeout_ms":0}}"#),
-            "lookup.timeout_ms"
-        );
-        assert_eq!(
-            key_of(r#"{"lookup":{"cluster":"o","path":"v1"}}"#),
-            "lookup.path"
-        );
-        assert_eq!(
-            key_of(r#"{"lookup":{"cluster":"o"},"cache":{"ttl":1}}"#),
-            "cache.ttl"
-        );
-        assert_eq!(
-            key_of(r#"{"lookup":{"cluster":"o"},"cache":{"max_entries":-1}}"#),
-            "cache.max_entries"
-        );
-        assert_eq!(
-            key_of(r#"{"lookup":{"cluster":"o"},"failure_mode":"open"}"#),
-            "failure_mode"
-        );
-        assert_eq!(
-            key_of(r#"{"lookup":{"cluster":"o"},"ray":{"colo":"a b"}}"#),
-            "ray.colo"
-        );
-        assert_eq!(
-            key_of(r#"{"lookup":{"cluster":"o"},"ray":{"header":"bad header"}}"#),
-            "ray.header"
-        );
-        assert_eq!(
-            key_of(r#"{"lookup":{"cluster":"o"},"account_header":":authority"}"#),
-            "account_header"
-        );
-        assert_eq!(
-            key_of(r#"{"lookup":{"cluster":"o"},"status":{"1015":409}}"#),
-            "status.1015"
-        );
-        assert_eq!(
-            key_of(r#"{"lookup":{"cluster":"o"},"status":{"1014":200}}"#),
-            "status.1014"
-        );
-        assert_eq!(
-            key_of(r#"{"lookup":{"cluster":"o"},"status_on_error":99}"#),
-            "status_on_error"
-        );
-        assert_eq!(
-            key_of(r#"{"lookup":{"cluster":"o"},"server_header":""}"#),
-            "server_header"
-        );
+        assert!(parse(r#"{"lookup":{"cluster":"o"},"bogus":1}"#).unwrap_err().message.contains("`lookup`"));
+        assert_eq!(key_of(r#"{"lookup":{"cluster":"o","timeout_ms":1.5}}"#), "lookup.timeout_ms");
+        assert_eq!(key_of(r#"{"lookup":{"cluster":"o","timeout_ms":60001}}"#), "lookup.timeout_ms");
+        assert_eq!(key_of(r#"{"lookup":{"cluster":"o"},"cache":{"ttl_seconds":null}}"#), "cache.ttl_seconds");
+        assert_eq!(key_of(r#"{"lookup":{"cluster":"o"},"status":{"1014":"409"}}"#), "status.1014");
+        assert_eq!(key_of(r#"{"lookup":{"cluster":"o"},"status":[]}"#), "status");
+        assert_eq!(key_of(r#"{"lookup":{"cluster":"o"},"lookup":{"cluster":"p"}}"#), "");
+        assert_eq!(key_of(r#"{"lookup":{"cluster":"o","timeout_ms":"5"}}"#), "lookup.timeout_ms");
+        assert_eq!(key_of(r#"{"lookup":{"cluster":"o","timeout_ms":0}}"#), "lookup.timeout_ms");
+        assert_eq!(key_of(r#"{"lookup":{"cluster":"o","path":"v1"}}"#), "lookup.path");
+        assert_eq!(key_of(r#"{"lookup":{"cluster":"o"},"cache":{"ttl":1}}"#), "cache.ttl");
+        assert_eq!(key_of(r#"{"lookup":{"cluster":"o"},"cache":{"max_entries":-1}}"#), "cache.max_entries");
+        assert_eq!(key_of(r#"{"lookup":{"cluster":"o"},"failure_mode":"open"}"#), "failure_mode");
+        assert_eq!(key_of(r#"{"lookup":{"cluster":"o"},"ray":{"colo":"a b"}}"#), "ray.colo");
+        assert_eq!(key_of(r#"{"lookup":{"cluster":"o"},"ray":{"header":"bad header"}}"#), "ray.header");
+        assert_eq!(key_of(r#"{"lookup":{"cluster":"o"},"account_header":":authority"}"#), "account_header");
+        assert_eq!(key_of(r#"{"lookup":{"cluster":"o"},"status":{"1015":409}}"#), "status.1015");
+        assert_eq!(key_of(r#"{"lookup":{"cluster":"o"},"status":{"1014":200}}"#), "status.1014");
+        assert_eq!(key_of(r#"{"lookup":{"cluster":"o"},"status_on_error":99}"#), "status_on_error");
+        assert_eq!(key_of(r#"{"lookup":{"cluster":"o"},"server_header":""}"#), "server_header");
         assert_eq!(key_of(r#"[]"#), "");
         assert_eq!(key_of(""), "");
-        assert!(parse("")
-            .unwrap_err()
-            .to_string()
-            .starts_with("invalid configuration: not JSON"));
+        assert!(parse("").unwrap_err().to_string().starts_with("invalid configuration: not JSON"));
     }
 
     #[test]

@@ -2,8 +2,8 @@
 
 use crate::accept::Format;
 use crate::authority::{self, Authority};
-use crate::cache::Lookup;
 use crate::config::{Config, FailureMode};
+use crate::cache::Lookup;
 use crate::metrics;
 use crate::page::Problem;
 use crate::respond;
@@ -27,10 +27,7 @@ impl Filter {
     }
 
     fn waiting(&self) -> bool {
-        self.worker
-            .try_borrow()
-            .map(|w| w.is_waiting(self.ctx))
-            .unwrap_or(false)
+        self.worker.try_borrow().map(|w| w.is_waiting(self.ctx)).unwrap_or(false)
     }
 }
 
@@ -45,14 +42,7 @@ impl HttpContext for Filter {
                 FailureMode::Allow => Act::FailOpen,
                 FailureMode::Deny => {
                     let ray = format!("{:016x}-{}", self.ctx, self.cfg.colo);
-                    Act::Reply(respond::error(
-                        &self.cfg,
-                        Problem::Unavailable,
-                        "-",
-                        &ray,
-                        now_ms() / 1000,
-                        Format::Html,
-                    ))
+                    Act::Reply(respond::error(&self.cfg, Problem::Unavailable, "-", &ray, now_ms() / 1000, Format::Html))
                 }
             };
             return perform(&act, &self.cfg.account_header);
@@ -66,12 +56,7 @@ impl HttpContext for Filter {
             Ok(Authority::Name(host)) => host,
             Ok(Authority::IpLiteral(ip)) => {
                 w.flush();
-                let reply = w.deny(
-                    Problem::Code(ErrorCode::DirectIp),
-                    &ip,
-                    requested_format(),
-                    request_id().as_deref(),
-                );
+                let reply = w.deny(Problem::Code(ErrorCode::DirectIp), &ip, requested_format(), request_id().as_deref());
                 worker::send(&reply);
                 return Action::Pause;
             }
@@ -97,24 +82,14 @@ impl HttpContext for Filter {
         w.flush();
         if let Lookup::Fresh(entry) = w.cached(&host, now) {
             metrics::inc(w.metrics.cache_hits);
-            let act = w.act(
-                entry.verdict.as_ref(),
-                &host,
-                requested_format(),
-                request_id().as_deref(),
-            );
+            let act = w.act(entry.verdict.as_ref(), &host, requested_format(), request_id().as_deref());
             return perform(&act, &self.cfg.account_header);
         }
         metrics::inc(w.metrics.cache_misses);
         let format = requested_format();
         let rid = request_id();
         let deadline = now + w.cfg.timeout.as_millis() as u64 + worker::GRACE_MS;
-        let waiter = Waiter {
-            ctx: self.ctx,
-            format,
-            request_id: rid.clone(),
-            deadline,
-        };
+        let waiter = Waiter { ctx: self.ctx, format, request_id: rid.clone(), deadline };
         if w.wait(&host, waiter) {
             return Action::Pause;
         }
@@ -153,11 +128,7 @@ impl Drop for Filter {
 fn perform(act: &Act, account_header: &str) -> Action {
     match act {
         Act::Allow(account) => {
-            let _ = hostcalls::set_map_value_bytes(
-                MapType::HttpRequestHeaders,
-                account_header,
-                Some(account.as_bytes()),
-            );
+            let _ = hostcalls::set_map_value_bytes(MapType::HttpRequestHeaders, account_header, Some(account.as_bytes()));
             Action::Continue
         }
         Act::FailOpen => {

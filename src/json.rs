@@ -78,10 +78,7 @@ struct Parser<'a> {
 
 impl Parser<'_> {
     fn err(&self, message: &'static str) -> Error {
-        Error {
-            offset: self.i,
-            message,
-        }
+        Error { offset: self.i, message }
     }
 
     fn ws(&mut self) {
@@ -201,16 +198,12 @@ impl Parser<'_> {
                 return Err(self.err("invalid number"));
             }
         }
-        let text =
-            std::str::from_utf8(&self.b[start..self.i]).map_err(|_| self.err("invalid number"))?;
+        let text = std::str::from_utf8(&self.b[start..self.i]).map_err(|_| self.err("invalid number"))?;
         Ok(Value::Number(text.to_string()))
     }
 
     fn hex4(&mut self) -> Result<u32, Error> {
-        let h = self
-            .b
-            .get(self.i..self.i + 4)
-            .ok_or_else(|| self.err("bad \\u escape"))?;
+        let h = self.b.get(self.i..self.i + 4).ok_or_else(|| self.err("bad \\u escape"))?;
         let s = std::str::from_utf8(h).map_err(|_| self.err("bad \\u escape"))?;
         let n = u32::from_str_radix(s, 16).map_err(|_| self.err("bad \\u escape"))?;
         self.i += 4;
@@ -282,9 +275,7 @@ mod tests {
 
     #[test]
     fn reads_every_kind() {
-        let v = ok(
-            r#" {"a": [1, -2.5e3, 0, true, false, null], "b": {"c": "x\"\\\/\b\f\n\r\t\u00e9\ud83d\ude00"}} "#,
-        );
+        let v = ok(r#" {"a": [1, -2.5e3, 0, true, false, null], "b": {"c": "x\"\\\/\b\f\n\r\t\u00e9\ud83d\ude00"}} "#);
         let a = match v.get("a") {
             Some(Value::Array(a)) => a.clone(),
             other => panic!("{other:?}"),
@@ -292,10 +283,7 @@ mod tests {
         assert_eq!(a[0], Value::Number("1".into()));
         assert_eq!(a[1], Value::Number("-2.5e3".into()));
         assert_eq!(a[3..], [Value::Bool(true), Value::Bool(false), Value::Null]);
-        assert_eq!(
-            v.get("b").and_then(|b| b.get("c")),
-            Some(&Value::String("x\"\\/\u{8}\u{c}\n\r\té😀".into()))
-        );
+        assert_eq!(v.get("b").and_then(|b| b.get("c")), Some(&Value::String("x\"\\/\u{8}\u{c}\n\r\té😀".into())));
         assert_eq!(ok("[]"), Value::Array(vec![]));
         assert_eq!(ok("{}"), Value::Object(vec![]));
     }
@@ -314,33 +302,9 @@ mod tests {
     #[test]
     fn refuses_what_json_refuses() {
         for bad in [
-            "",
-            " ",
-            "{",
-            "}",
-            "[1,]",
-            "{\"a\":1,}",
-            "{a:1}",
-            "{\"a\" 1}",
-            "01",
-            "1.",
-            ".5",
-            "-",
-            "1e",
-            "+1",
-            "tru",
-            "nul",
-            "\"abc",
-            "\"\\x\"",
-            "\"\\u12\"",
-            "\"\\ud800\"",
-            "\"\\udc00\"",
-            "\"a\u{1}b\"",
-            "{\"a\":1,\"a\":2}",
-            "[1] 2",
-            "NaN",
-            "Infinity",
-            "'a'",
+            "", " ", "{", "}", "[1,]", "{\"a\":1,}", "{a:1}", "{\"a\" 1}", "01", "1.", ".5", "-", "1e", "+1",
+            "tru", "nul", "\"abc", "\"\\x\"", "\"\\u12\"", "\"\\ud800\"", "\"\\udc00\"", "\"a\u{1}b\"",
+            "{\"a\":1,\"a\":2}", "[1] 2", "NaN", "Infinity", "'a'",
         ] {
             assert!(parse(bad.as_bytes()).is_err(), "accepted {bad:?}");
         }

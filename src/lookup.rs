@@ -43,9 +43,7 @@ pub enum LookupError {
 impl fmt::Display for LookupError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            LookupError::NoResponse => {
-                f.write_str("no response (timeout, reset or no healthy upstream)")
-            }
+            LookupError::NoResponse => f.write_str("no response (timeout, reset or no healthy upstream)"),
             LookupError::Dispatch => f.write_str("callout could not be dispatched"),
             LookupError::Status(s) => write!(f, "unexpected status {s}"),
             LookupError::TooLarge => write!(f, "body over {MAX_BODY} bytes"),
@@ -67,16 +65,9 @@ pub fn request_path(path: &str, host: &str) -> String {
 
 /// Reads a callout answer. `status` is `None` when the host delivered no
 /// response headers (Envoy's way of saying timeout, reset or no upstream).
-pub fn parse_answer(
-    status: Option<&str>,
-    body_len: usize,
-    body: &[u8],
-    asked: &str,
-) -> Result<Answer, LookupError> {
+pub fn parse_answer(status: Option<&str>, body_len: usize, body: &[u8], asked: &str) -> Result<Answer, LookupError> {
     let status = status.ok_or(LookupError::NoResponse)?;
-    let code: u16 = status
-        .parse()
-        .map_err(|_| LookupError::Malformed(format!("status {status:?}")))?;
+    let code: u16 = status.parse().map_err(|_| LookupError::Malformed(format!("status {status:?}")))?;
     match code {
         404 => return Ok(Answer::Unknown),
         200 => {}
@@ -87,10 +78,7 @@ pub fn parse_answer(
     }
     let doc = json::parse(body).map_err(|e| LookupError::Malformed(e.to_string()))?;
     if !matches!(doc, Value::Object(_)) {
-        return Err(LookupError::Malformed(format!(
-            "expected an object, found {}",
-            doc.kind()
-        )));
+        return Err(LookupError::Malformed(format!("expected an object, found {}", doc.kind())));
     }
     let host = match doc.get("host") {
         Some(Value::String(h)) => h,
@@ -114,17 +102,11 @@ pub fn parse_answer(
         },
         ttl: match doc.get("ttl") {
             None | Some(Value::Null) => None,
-            Some(v) => Some(
-                v.as_u64()
-                    .ok_or_else(|| malformed("ttl", "a non-negative integer"))?,
-            ),
+            Some(v) => Some(v.as_u64().ok_or_else(|| malformed("ttl", "a non-negative integer"))?),
         },
     };
     nullable_string(&doc, "cname_target")?;
-    for id in [&record.account, &record.target_account]
-        .into_iter()
-        .flatten()
-    {
+    for id in [&record.account, &record.target_account].into_iter().flatten() {
         if !safe_account(id) {
             return Err(LookupError::BadAccount);
         }
@@ -148,9 +130,7 @@ fn nullable_string(doc: &Value, field: &str) -> Result<Option<String>, LookupErr
 /// Account identifiers become a request header: 1-128 of `A-Za-z0-9._:-`.
 pub fn safe_account(id: &str) -> bool {
     (1..=MAX_ACCOUNT).contains(&id.len())
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
 }
 
 #[cfg(test)]
@@ -167,9 +147,7 @@ mod tests {
 
     #[test]
     fn reads_a_full_record() {
-        let Ok(Answer::Found(r)) = parse("200", SEED) else {
-            panic!("not found")
-        };
+        let Ok(Answer::Found(r)) = parse("200", SEED) else { panic!("not found") };
         assert_eq!(r.account.as_deref(), Some("acct-1"));
         assert_eq!(r.target_account.as_deref(), Some("acct-2"));
         assert_eq!(r.custom_hostname, None);
@@ -180,9 +158,7 @@ mod tests {
     #[test]
     fn optional_fields_default() {
         let body = r#"{"host":"custom.myclientsite.com","account":"a","cname_target":null,"target_account":null,"custom_hostname":null,"origin_resolves":false,"extra":[1]}"#;
-        let Ok(Answer::Found(r)) = parse("200", body) else {
-            panic!()
-        };
+        let Ok(Answer::Found(r)) = parse("200", body) else { panic!() };
         assert!(!r.suspended && !r.origin_resolves);
         assert_eq!(r.ttl, None);
     }
@@ -193,59 +169,34 @@ mod tests {
         assert_eq!(parse("500", SEED), Err(LookupError::Status(500)));
         assert_eq!(parse("302", SEED), Err(LookupError::Status(302)));
         assert!(matches!(parse("2x0", SEED), Err(LookupError::Malformed(_))));
-        assert_eq!(
-            parse_answer(None, 0, b"", HOST),
-            Err(LookupError::NoResponse)
-        );
+        assert_eq!(parse_answer(None, 0, b"", HOST), Err(LookupError::NoResponse));
     }
 
     #[test]
     fn malformed_bodies_fail() {
         for body in [
-            "",
-            "null",
-            "[]",
-            "{}",
-            "not json",
-            r#"{"host":"custom.myclientsite.com"}"#,
+            "", "null", "[]", "{}", "not json", r#"{"host":"custom.myclientsite.com"}"#,
             r#"{"host":"custom.myclientsite.com","origin_resolves":"yes"}"#,
             r#"{"host":"custom.myclientsite.com","origin_resolves":true,"account":5}"#,
             r#"{"host":"custom.myclientsite.com","origin_resolves":true,"ttl":-1}"#,
             r#"{"host":"custom.myclientsite.com","origin_resolves":true,"suspended":null}"#,
         ] {
-            assert!(
-                matches!(parse("200", body), Err(LookupError::Malformed(_))),
-                "{body}"
-            );
+            assert!(matches!(parse("200", body), Err(LookupError::Malformed(_))), "{body}");
         }
     }
 
     #[test]
     fn oversized_and_mismatched() {
-        let big = format!(
-            "{}{}",
-            &SEED[..SEED.len() - 1],
-            format!(",\"pad\":\"{}\"}}", "x".repeat(MAX_BODY))
-        );
+        let big = format!("{}{}", &SEED[..SEED.len() - 1], format!(",\"pad\":\"{}\"}}", "x".repeat(MAX_BODY)));
         assert_eq!(parse("200", &big), Err(LookupError::TooLarge));
-        assert_eq!(
-            parse_answer(Some("200"), MAX_BODY + 1, b"{}", HOST),
-            Err(LookupError::TooLarge)
-        );
+        assert_eq!(parse_answer(Some("200"), MAX_BODY + 1, b"{}", HOST), Err(LookupError::TooLarge));
         let other = SEED.replace("custom.myclientsite.com", "other.example");
         assert_eq!(parse("200", &other), Err(LookupError::HostMismatch));
     }
 
     #[test]
     fn unsafe_accounts_fail() {
-        for bad in [
-            "acct\r\nx-evil: 1",
-            "",
-            "a b",
-            "acct/1",
-            "ä",
-            &"a".repeat(129),
-        ] {
+        for bad in ["acct\r\nx-evil: 1", "", "a b", "acct/1", "ä", &"a".repeat(129)] {
             let body = SEED.replace("acct-2", &bad.replace('\r', "\\r").replace('\n', "\\n"));
             assert_eq!(parse("200", &body), Err(LookupError::BadAccount), "{bad:?}");
         }
@@ -255,9 +206,6 @@ mod tests {
 
     #[test]
     fn request_path_has_host_query() {
-        assert_eq!(
-            request_path("/v1/ownership", HOST),
-            "/v1/ownership?host=custom.myclientsite.com"
-        );
+        assert_eq!(request_path("/v1/ownership", HOST), "/v1/ownership?host=custom.myclientsite.com");
     }
 }

@@ -43,8 +43,7 @@ impl Metrics {
         Metrics {
             requests: define(Counter, "cname_guard.requests"),
             allowed: define(Counter, "cname_guard.allowed"),
-            denied: ErrorCode::ALL
-                .map(|c| define(Counter, &format!("cname_guard.denied_{}", c.number()))),
+            denied: ErrorCode::ALL.map(|c| define(Counter, &format!("cname_guard.denied_{}", c.number()))),
             bad_request: define(Counter, "cname_guard.bad_request"),
             failure_mode_denied: define(Counter, "cname_guard.failure_mode_denied"),
             failure_mode_allowed: define(Counter, "cname_guard.failure_mode_allowed"),

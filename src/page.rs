@@ -212,24 +212,12 @@ mod tests {
     use super::*;
 
     fn page(problem: Problem, host: &str) -> Page<'_> {
-        Page {
-            problem,
-            host,
-            status: 409,
-            ray: "0123456789abcdef-ARN",
-            now_secs: 1_700_000_000,
-        }
+        Page { problem, host, status: 409, ray: "0123456789abcdef-ARN", now_secs: 1_700_000_000 }
     }
 
     #[test]
     fn html_1014_matches_the_seed() {
-        let (ct, body) = render(
-            &page(
-                Problem::Code(ErrorCode::CnameCrossUser),
-                "custom.myclientsite.com",
-            ),
-            Format::Html,
-        );
+        let (ct, body) = render(&page(Problem::Code(ErrorCode::CnameCrossUser), "custom.myclientsite.com"), Format::Html);
         assert_eq!(ct, "text/html; charset=UTF-8");
         assert!(body.starts_with("<!doctype html>"));
         assert!(body.contains("<title>custom.myclientsite.com | Error 1014</title>"));
@@ -245,52 +233,25 @@ mod tests {
     fn every_code_has_its_heading() {
         for c in ErrorCode::ALL {
             let (_, body) = render(&page(Problem::Code(c), "h.example"), Format::Html);
-            assert!(
-                body.contains(&format!("<h1>Error {}: {}</h1>", c.number(), c.name())),
-                "{body}"
-            );
+            assert!(body.contains(&format!("<h1>Error {}: {}</h1>", c.number(), c.name())), "{body}");
         }
-        let (_, body) = render(
-            &Page {
-                status: 503,
-                ..page(Problem::Unavailable, "h.example")
-            },
-            Format::Html,
-        );
+        let (_, body) = render(&Page { status: 503, ..page(Problem::Unavailable, "h.example") }, Format::Html);
         assert!(body.contains("<h1>Error 503: Ownership lookup unavailable</h1>"));
     }
 
     #[test]
     fn markup_is_escaped() {
-        let (_, body) = render(
-            &page(
-                Problem::Code(ErrorCode::DnsResolution),
-                "<img src=x onerror=alert(1)>\"'&",
-            ),
-            Format::Html,
-        );
+        let (_, body) = render(&page(Problem::Code(ErrorCode::DnsResolution), "<img src=x onerror=alert(1)>\"'&"), Format::Html);
         assert!(!body.contains("<img"));
         assert!(body.contains("&lt;img src=x onerror=alert(1)&gt;&quot;&#39;&amp;"));
-        let (_, body) = render(
-            &page(Problem::Code(ErrorCode::DnsResolution), "</script>\"\n"),
-            Format::Json,
-        );
+        let (_, body) = render(&page(Problem::Code(ErrorCode::DnsResolution), "</script>\"\n"), Format::Json);
         assert!(!body.contains("</script>"));
-        assert!(
-            body.contains(r#""host":"\u003c/script\u003e\"\u000a""#),
-            "{body}"
-        );
+        assert!(body.contains(r#""host":"\u003c/script\u003e\"\u000a""#), "{body}");
     }
 
     #[test]
     fn json_problem() {
-        let (ct, body) = render(
-            &page(
-                Problem::Code(ErrorCode::CnameCrossUser),
-                "custom.myclientsite.com",
-            ),
-            Format::Json,
-        );
+        let (ct, body) = render(&page(Problem::Code(ErrorCode::CnameCrossUser), "custom.myclientsite.com"), Format::Json);
         assert_eq!(ct, "application/problem+json");
         let v: serde_json::Value = serde_json::from_str(&body).expect("valid JSON");
         assert_eq!(v["status"], 409);
@@ -304,13 +265,7 @@ mod tests {
         for key in ["type", "detail", "instance"] {
             assert!(v[key].is_string(), "{key}");
         }
-        let (_, body) = render(
-            &Page {
-                status: 503,
-                ..page(Problem::Unavailable, "h")
-            },
-            Format::Json,
-        );
+        let (_, body) = render(&Page { status: 503, ..page(Problem::Unavailable, "h") }, Format::Json);
         let v: serde_json::Value = serde_json::from_str(&body).expect("valid JSON");
         assert_eq!(v["error_code"], serde_json::Value::Null);
         assert_eq!(v["retryable"], true);
@@ -319,15 +274,9 @@ mod tests {
 
     #[test]
     fn plain_text() {
-        let (ct, body) = render(
-            &page(Problem::Code(ErrorCode::CnameCrossUser), "h"),
-            Format::Text,
-        );
+        let (ct, body) = render(&page(Problem::Code(ErrorCode::CnameCrossUser), "h"), Format::Text);
         assert_eq!(ct, "text/plain; charset=UTF-8");
         assert_eq!(body, "error code: 1014\n");
-        assert_eq!(
-            bad_request("empty host"),
-            "400 Bad Request: invalid Host header (empty host)\n"
-        );
+        assert_eq!(bad_request("empty host"), "400 Bad Request: invalid Host header (empty host)\n");
     }
 }

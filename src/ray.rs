@@ -36,9 +36,7 @@ mod tests {
         assert_ne!(a, b);
         let (hex, colo) = a.split_once('-').expect("dash");
         assert_eq!(hex.len(), 16);
-        assert!(hex
-            .bytes()
-            .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)));
+        assert!(hex.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)));
         assert_eq!(colo, "ARN");
     }
 }

@@ -16,25 +16,12 @@ pub struct Reply {
 const CACHE_CONTROL: &str = "private, max-age=0, no-store, no-cache, must-revalidate";
 
 /// The page for a denial or a lookup failure, as the seed shows it.
-pub fn error(
-    cfg: &Config,
-    problem: Problem,
-    host: &str,
-    ray: &str,
-    now_secs: u64,
-    format: Format,
-) -> Reply {
+pub fn error(cfg: &Config, problem: Problem, host: &str, ray: &str, now_secs: u64, format: Format) -> Reply {
     let status = match problem {
         Problem::Code(code) => cfg.status(code),
         Problem::Unavailable => cfg.status_on_error,
     };
-    let page = Page {
-        problem,
-        host,
-        status,
-        ray,
-        now_secs,
-    };
+    let page = Page { problem, host, status, ray, now_secs };
     let (content_type, body) = page::render(&page, format);
     let mut headers = vec![
         ("server".to_string(), cfg.server_header.clone()),
@@ -45,16 +32,9 @@ pub fn error(
         ("referrer-policy".to_string(), "same-origin".to_string()),
     ];
     if problem == Problem::Unavailable {
-        headers.push((
-            "retry-after".to_string(),
-            cfg.retry_after_seconds.to_string(),
-        ));
+        headers.push(("retry-after".to_string(), cfg.retry_after_seconds.to_string()));
     }
-    Reply {
-        status,
-        headers,
-        body,
-    }
+    Reply { status, headers, body }
 }
 
 /// The short plain 400 for an authority that is not a hostname.
@@ -63,10 +43,7 @@ pub fn bad_request(cfg: &Config, reason: &str) -> Reply {
         status: 400,
         headers: vec![
             ("server".to_string(), cfg.server_header.clone()),
-            (
-                "content-type".to_string(),
-                "text/plain; charset=UTF-8".to_string(),
-            ),
+            ("content-type".to_string(), "text/plain; charset=UTF-8".to_string()),
             ("cache-control".to_string(), CACHE_CONTROL.to_string()),
         ],
         body: page::bad_request(reason),
@@ -79,27 +56,16 @@ mod tests {
     use crate::verdict::ErrorCode;
 
     fn cfg() -> Config {
-        Config::parse(br#"{"lookup":{"cluster":"o"},"ray":{"colo":"ARN"},"status":{"1016":502}}"#)
-            .expect("valid")
+        Config::parse(br#"{"lookup":{"cluster":"o"},"ray":{"colo":"ARN"},"status":{"1016":502}}"#).expect("valid")
     }
     fn header<'a>(r: &'a Reply, name: &str) -> Option<&'a str> {
-        r.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+        r.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
     }
     const HTML: Format = Format::Html;
 
     #[test]
     fn seed_headers() {
-        let r = error(
-            &cfg(),
-            Problem::Code(ErrorCode::CnameCrossUser),
-            "custom.myclientsite.com",
-            "00ff00ff00ff00ff-ARN",
-            0,
-            HTML,
-        );
+        let r = error(&cfg(), Problem::Code(ErrorCode::CnameCrossUser), "custom.myclientsite.com", "00ff00ff00ff00ff-ARN", 0, HTML);
         assert_eq!(r.status, 409);
         assert_eq!(header(&r, "server"), Some("cloudflare"));
         assert_eq!(header(&r, "cf-ray"), Some("00ff00ff00ff00ff-ARN"));
@@ -113,14 +79,7 @@ mod tests {
 
     #[test]
     fn statuses_follow_config() {
-        let r = error(
-            &cfg(),
-            Problem::Code(ErrorCode::OriginDns),
-            "h",
-            "r",
-            0,
-            Format::Json,
-        );
+        let r = error(&cfg(), Problem::Code(ErrorCode::OriginDns), "h", "r", 0, Format::Json);
         assert_eq!(r.status, 502);
         assert_eq!(header(&r, "content-type"), Some("application/problem+json"));
         let r = error(&cfg(), Problem::Unavailable, "h", "r", 0, HTML);
@@ -132,13 +91,7 @@ mod tests {
     fn bad_request_is_plain() {
         let r = bad_request(&cfg(), "empty host");
         assert_eq!(r.status, 400);
-        assert_eq!(
-            header(&r, "content-type"),
-            Some("text/plain; charset=UTF-8")
-        );
-        assert_eq!(
-            r.body,
-            "400 Bad Request: invalid Host header (empty host)\n"
-        );
+        assert_eq!(header(&r, "content-type"), Some("text/plain; charset=UTF-8"));
+        assert_eq!(r.body, "400 Bad Request: invalid Host header (empty host)\n");
     }
 }

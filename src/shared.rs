@@ -25,10 +25,7 @@ pub fn read(slots: Slots, host: &str) -> Option<Entry> {
     if !slots.enabled() {
         return None;
     }
-    slots
-        .slots_of(host)
-        .into_iter()
-        .find_map(|n| get(&slot_key(n)).0.and_then(|v| Entry::decode(&v, host)))
+    slots.slots_of(host).into_iter().find_map(|n| get(&slot_key(n)).0.and_then(|v| Entry::decode(&v, host)))
 }
 
 /// What a write did to the table, for the metrics.
@@ -48,19 +45,10 @@ pub fn write(slots: Slots, host: &str, entry: &Entry, now: u64) -> Written {
     let value = entry.encode(host);
     for _ in 0..CAS_TRIES {
         let current = [get(&keys[0]), get(&keys[1])];
-        let (i, evicted) = choose_victim(
-            host,
-            [current[0].0.as_deref(), current[1].0.as_deref()],
-            now,
-        );
+        let (i, evicted) = choose_victim(host, [current[0].0.as_deref(), current[1].0.as_deref()], now);
         let filled_empty = current[i].0.as_deref().and_then(decode_slot).is_none();
         match hostcalls::set_shared_data(&keys[i], Some(&value), current[i].1) {
-            Ok(()) => {
-                return Written {
-                    filled_empty,
-                    evicted,
-                }
-            }
+            Ok(()) => return Written { filled_empty, evicted },
             Err(Status::CasMismatch) => continue,
             Err(_) => break,
         }
@@ -81,13 +69,7 @@ pub fn take_lock(slots: Slots, host: &str, my_queue: u32, now: u64, lock_for_ms:
             let _ = hostcalls::set_shared_data(&key, Some(&[]), None);
             continue;
         };
-        let step = coalesce::step(
-            value.as_deref().and_then(Lock::decode),
-            host,
-            my_queue,
-            now,
-            lock_for_ms,
-        );
+        let step = coalesce::step(value.as_deref().and_then(Lock::decode), host, my_queue, now, lock_for_ms);
         let lock = match &step {
             Step::Lead(lock) | Step::Wait(lock) => lock,
             Step::Alone => return step,
@@ -109,11 +91,7 @@ pub fn release_lock(slots: Slots, host: &str) -> Vec<u32> {
     let key = lock_key(slots.set_of(host));
     for _ in 0..CAS_TRIES {
         let (value, cas) = get(&key);
-        let Some(lock) = value
-            .as_deref()
-            .and_then(Lock::decode)
-            .filter(|l| l.host == host)
-        else {
+        let Some(lock) = value.as_deref().and_then(Lock::decode).filter(|l| l.host == host) else {
             return Vec::new();
         };
         match hostcalls::set_shared_data(&key, Some(&[]), cas) {

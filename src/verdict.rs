@@ -5,11 +5,11 @@ use crate::lookup::{Answer, Record};
 /// The Cloudflare-style error codes cname-guard answers with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ErrorCode {
-    DnsResolution,  // 1001
-    DirectIp,       // 1003
-    NotServing,     // 1004
-    CnameCrossUser, // 1014
-    OriginDns,      // 1016
+    DnsResolution,     // 1001
+    DirectIp,          // 1003
+    NotServing,        // 1004
+    CnameCrossUser,    // 1014
+    OriginDns,         // 1016
 }
 
 impl ErrorCode {
@@ -166,22 +166,10 @@ mod tests {
 
     #[test]
     fn rule6_allow_with_serving_account() {
-        assert_eq!(
-            found(rec(Some("a"), None, None)),
-            Verdict::Allow("a".into())
-        );
-        assert_eq!(
-            found(rec(Some("a"), Some("a"), None)),
-            Verdict::Allow("a".into())
-        );
-        assert_eq!(
-            found(rec(Some("a"), Some("b"), Some("active"))),
-            Verdict::Allow("b".into())
-        );
-        assert_eq!(
-            found(rec(None, Some("b"), Some("active"))),
-            Verdict::Allow("b".into())
-        );
+        assert_eq!(found(rec(Some("a"), None, None)), Verdict::Allow("a".into()));
+        assert_eq!(found(rec(Some("a"), Some("a"), None)), Verdict::Allow("a".into()));
+        assert_eq!(found(rec(Some("a"), Some("b"), Some("active"))), Verdict::Allow("b".into()));
+        assert_eq!(found(rec(None, Some("b"), Some("active"))), Verdict::Allow("b".into()));
     }
 
     #[test]

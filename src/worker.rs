@@ -2,7 +2,6 @@
 //! data, the paused requests, and the lookups (always made by the root
 //! context, so a lookup outlives the request that started it).
 
-use crate::accept::{self, Format};
 use crate::cache::{Entry, LocalCache, Lookup, Slots};
 use crate::coalesce::Step;
 use crate::config::{Config, FailureMode};
@@ -11,6 +10,7 @@ use crate::lookup::{self, Answer, LookupError};
 use crate::metrics::{self, Metrics};
 use crate::page::Problem;
 use crate::ray::RayGen;
+use crate::accept::{self, Format};
 use crate::respond::{self, Reply};
 use crate::shared;
 use crate::verdict::{self, ErrorCode, Verdict};
@@ -98,8 +98,7 @@ impl Worker {
         let mut seed = RandomState::new().build_hasher();
         seed.write_u64(now_ms());
         let seed = seed.finish();
-        let queue = match hostcalls::register_shared_queue(&format!("cname_guard.wake.{seed:016x}"))
-        {
+        let queue = match hostcalls::register_shared_queue(&format!("cname_guard.wake.{seed:016x}")) {
             Ok(q) => Some(q),
             Err(e) => {
                 warn!("cname-guard: no shared queue ({e:?}); lookups are made from the request");
@@ -131,11 +130,7 @@ impl Worker {
     /// the cached path, with no host call and no allocation.
     pub fn local_allow(&mut self, host: &str, now: u64) -> Option<&str> {
         match self.local.get(host) {
-            Some(Entry {
-                verdict: Some(Verdict::Allow(account)),
-                fresh_until,
-                ..
-            }) if now < *fresh_until => {
+            Some(Entry { verdict: Some(Verdict::Allow(account)), fresh_until, .. }) if now < *fresh_until => {
                 self.tally.hits += 1;
                 self.tally.allowed += 1;
                 Some(account)
@@ -147,11 +142,7 @@ impl Worker {
     /// Adds the deferred counters to the metrics.
     pub fn flush(&mut self) {
         let t = std::mem::take(&mut self.tally);
-        for (id, n) in [
-            (self.metrics.requests, t.requests),
-            (self.metrics.cache_hits, t.hits),
-            (self.metrics.allowed, t.allowed),
-        ] {
+        for (id, n) in [(self.metrics.requests, t.requests), (self.metrics.cache_hits, t.hits), (self.metrics.allowed, t.allowed)] {
             if n > 0 {
                 metrics::add(id, n);
             }
@@ -178,21 +169,13 @@ impl Worker {
     }
 
     /// What a cached verdict means for a request.
-    pub fn act(
-        &mut self,
-        verdict: Option<&Verdict>,
-        host: &str,
-        format: Format,
-        request_id: Option<&str>,
-    ) -> Act {
+    pub fn act(&mut self, verdict: Option<&Verdict>, host: &str, format: Format, request_id: Option<&str>) -> Act {
         match verdict {
             Some(Verdict::Allow(account)) => {
                 metrics::inc(self.metrics.allowed);
                 Act::Allow(account.clone())
             }
-            Some(Verdict::Deny(code)) => {
-                Act::Reply(self.deny(Problem::Code(*code), host, format, request_id))
-            }
+            Some(Verdict::Deny(code)) => Act::Reply(self.deny(Problem::Code(*code), host, format, request_id)),
             None => self.failure(host, format, request_id),
         }
     }
@@ -204,27 +187,16 @@ impl Worker {
                 metrics::inc(self.metrics.failure_mode_allowed);
                 Act::FailOpen
             }
-            FailureMode::Deny => {
-                Act::Reply(self.deny(Problem::Unavailable, host, format, request_id))
-            }
+            FailureMode::Deny => Act::Reply(self.deny(Problem::Unavailable, host, format, request_id)),
         }
     }
 
-    pub fn deny(
-        &mut self,
-        problem: Problem,
-        host: &str,
-        format: Format,
-        request_id: Option<&str>,
-    ) -> Reply {
+    pub fn deny(&mut self, problem: Problem, host: &str, format: Format, request_id: Option<&str>) -> Reply {
         let ray = self.rng.ray_id(&self.cfg.colo);
         let reply = respond::error(&self.cfg, problem, host, &ray, now_ms() / 1000, format);
         let (label, counter) = match problem {
             Problem::Code(code) => (code.number().to_string(), self.metrics.denied[code.index()]),
-            Problem::Unavailable => (
-                "lookup_unavailable".to_string(),
-                self.metrics.failure_mode_denied,
-            ),
+            Problem::Unavailable => ("lookup_unavailable".to_string(), self.metrics.failure_mode_denied),
         };
         metrics::inc(counter);
         info!(
@@ -286,12 +258,7 @@ impl Worker {
 
     /// Answers every request paused on `host`: the verdict, or on failure a
     /// stale entry if allowed, else the failure mode.
-    fn settle(
-        &mut self,
-        host: &str,
-        verdict: Option<Option<Verdict>>,
-        now: u64,
-    ) -> Vec<(u32, Act)> {
+    fn settle(&mut self, host: &str, verdict: Option<Option<Verdict>>, now: u64) -> Vec<(u32, Act)> {
         let waiters = self.take_waiters(host);
         let verdict = verdict.or_else(|| self.stale(host, now));
         let acts = waiters
@@ -310,11 +277,7 @@ impl Worker {
 
     /// The verdict of an expired entry still within `stale_if_error_seconds`.
     fn stale(&mut self, host: &str, now: u64) -> Option<Option<Verdict>> {
-        let entry = self
-            .local
-            .get(host)
-            .cloned()
-            .or_else(|| shared::read(self.slots, host))?;
+        let entry = self.local.get(host).cloned().or_else(|| shared::read(self.slots, host))?;
         match entry.classify(now) {
             Lookup::Stale(e) | Lookup::Fresh(e) if e.verdict.is_some() => {
                 metrics::inc(self.metrics.cache_stale_served);
@@ -343,32 +306,18 @@ impl Worker {
         let c = &self.cfg.cache;
         let (verdict, ttl) = match result {
             Ok(answer @ Answer::Found(r)) => {
-                let ttl = r
-                    .ttl
-                    .unwrap_or(u64::from(c.ttl_seconds))
-                    .min(u64::from(c.ttl_seconds));
+                let ttl = r.ttl.unwrap_or(u64::from(c.ttl_seconds)).min(u64::from(c.ttl_seconds));
                 (Some(verdict::decide(answer)), ttl)
             }
-            Ok(Answer::Unknown) => (
-                Some(Verdict::Deny(ErrorCode::DnsResolution)),
-                u64::from(c.negative_ttl_seconds),
-            ),
+            Ok(Answer::Unknown) => (Some(Verdict::Deny(ErrorCode::DnsResolution)), u64::from(c.negative_ttl_seconds)),
             Err(_) => (None, u64::from(c.failure_ttl_seconds)),
         };
         if ttl == 0 {
             return None;
         }
         let fresh_until = now + ttl * 1000;
-        let stale = if verdict.is_some() {
-            u64::from(c.stale_if_error_seconds) * 1000
-        } else {
-            0
-        };
-        Some(Entry {
-            verdict,
-            fresh_until,
-            stale_until: fresh_until + stale,
-        })
+        let stale = if verdict.is_some() { u64::from(c.stale_if_error_seconds) * 1000 } else { 0 };
+        Some(Entry { verdict, fresh_until, stale_until: fresh_until + stale })
     }
 
     fn update_tick(&mut self) {
@@ -391,11 +340,7 @@ fn resume(ctx: u32, act: &Act, account_header: &str) {
     }
     match act {
         Act::Allow(account) => {
-            let _ = hostcalls::set_map_value_bytes(
-                MapType::HttpRequestHeaders,
-                account_header,
-                Some(account.as_bytes()),
-            );
+            let _ = hostcalls::set_map_value_bytes(MapType::HttpRequestHeaders, account_header, Some(account.as_bytes()));
             let _ = hostcalls::resume_http_request();
         }
         Act::FailOpen => {
@@ -407,16 +352,8 @@ fn resume(ctx: u32, act: &Act, account_header: &str) {
 }
 
 pub fn send(reply: &Reply) {
-    let headers: Vec<(&str, &str)> = reply
-        .headers
-        .iter()
-        .map(|(n, v)| (n.as_str(), v.as_str()))
-        .collect();
-    let _ = hostcalls::send_http_response(
-        u32::from(reply.status),
-        headers,
-        Some(reply.body.as_bytes()),
-    );
+    let headers: Vec<(&str, &str)> = reply.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+    let _ = hostcalls::send_http_response(u32::from(reply.status), headers, Some(reply.body.as_bytes()));
 }
 
 /// The root context of one worker VM.
@@ -433,9 +370,7 @@ impl Root {
     }
 
     fn apply(&self, acts: Vec<(u32, Act)>) {
-        let Some(header) = self.with(|w| w.cfg.account_header.clone()) else {
-            return;
-        };
+        let Some(header) = self.with(|w| w.cfg.account_header.clone()) else { return };
         for (ctx, act) in &acts {
             resume(*ctx, act, &header);
         }
@@ -458,30 +393,16 @@ impl Root {
                 return Vec::new();
             }
             let locked = matches!(step, Step::Lead(_));
-            let request_id = w
-                .waiting
-                .get(host)
-                .and_then(|l| l.first())
-                .and_then(|wt| wt.request_id.clone());
+            let request_id = w.waiting.get(host).and_then(|l| l.first()).and_then(|wt| wt.request_id.clone());
             match dispatch(&w.cfg, host, request_id.as_deref()) {
                 Ok(token) => {
                     metrics::inc(w.metrics.lookups_started);
-                    w.calls.insert(
-                        token,
-                        Call {
-                            host: host.to_string(),
-                            started: now,
-                            locked,
-                        },
-                    );
+                    w.calls.insert(token, Call { host: host.to_string(), started: now, locked });
                     Vec::new()
                 }
                 Err(e) => {
                     metrics::inc(w.metrics.lookups_failed);
-                    warn!(
-                        "cname-guard: lookup for {host} on cluster {} failed: {e}",
-                        w.cfg.cluster
-                    );
+                    warn!("cname-guard: lookup for {host} on cluster {} failed: {e}", w.cfg.cluster);
                     if locked {
                         wake(shared::release_lock(w.slots, host), MSG_FAILED, host);
                     }
@@ -493,12 +414,8 @@ impl Root {
     }
 
     fn on_message(&self, msg: &[u8]) {
-        let Some((&kind, host)) = msg.split_first() else {
-            return;
-        };
-        let Ok(host) = std::str::from_utf8(host) else {
-            return;
-        };
+        let Some((&kind, host)) = msg.split_first() else { return };
+        let Ok(host) = std::str::from_utf8(host) else { return };
         match kind {
             MSG_LOOKUP => self.request(host),
             MSG_DONE | MSG_FAILED => {
@@ -532,8 +449,7 @@ fn dispatch(cfg: &Config, host: &str, request_id: Option<&str>) -> Result<u32, L
     if let Some(id) = request_id {
         headers.push(("x-request-id", id));
     }
-    hostcalls::dispatch_http_call(&cfg.cluster, headers, None, vec![], cfg.timeout)
-        .map_err(|_| LookupError::Dispatch)
+    hostcalls::dispatch_http_call(&cfg.cluster, headers, None, vec![], cfg.timeout).map_err(|_| LookupError::Dispatch)
 }
 
 fn wake(queues: Vec<u32>, kind: u8, host: &str) {
@@ -549,13 +465,7 @@ fn wake(queues: Vec<u32>, kind: u8, host: &str) {
 }
 
 impl Context for Root {
-    fn on_http_call_response(
-        &mut self,
-        token: u32,
-        num_headers: usize,
-        body_size: usize,
-        _num_trailers: usize,
-    ) {
+    fn on_http_call_response(&mut self, token: u32, num_headers: usize, body_size: usize, _num_trailers: usize) {
         let now = now_ms();
         let acts = self.with(|w| {
             let call = w.calls.remove(&token)?;
@@ -608,21 +518,14 @@ impl Context for Root {
 impl Worker {
     /// Whether a stale-but-usable entry exists, without counting it served.
     fn stale_peek(&self, host: &str, now: u64) -> Option<bool> {
-        let e = self
-            .local
-            .get(host)
-            .cloned()
-            .or_else(|| shared::read(self.slots, host))?;
+        let e = self.local.get(host).cloned().or_else(|| shared::read(self.slots, host))?;
         Some(e.verdict.is_some() && now < e.stale_until)
     }
 }
 
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
-        let raw = hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX)
-            .ok()
-            .flatten()
-            .unwrap_or_default();
+        let raw = hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX).ok().flatten().unwrap_or_default();
         match Config::parse(&raw) {
             Ok(cfg) => {
                 info!(
@@ -671,20 +574,12 @@ impl RootContext for Root {
                     };
                     acts.push((ctx, act));
                 }
-                let retry: Vec<String> = w
-                    .remote
-                    .iter()
-                    .filter(|(_, &deadline)| now >= deadline)
-                    .map(|(h, _)| h.clone())
-                    .collect();
+                let retry: Vec<String> =
+                    w.remote.iter().filter(|(_, &deadline)| now >= deadline).map(|(h, _)| h.clone()).collect();
                 for h in &retry {
                     w.remote.remove(h);
                 }
-                w.waiting.retain(|h, list| {
-                    !list.is_empty()
-                        || w.calls.values().any(|c| &c.host == h)
-                        || w.remote.contains_key(h)
-                });
+                w.waiting.retain(|h, list| !list.is_empty() || w.calls.values().any(|c| &c.host == h) || w.remote.contains_key(h));
                 w.update_tick();
                 (acts, retry)
             })
@@ -718,17 +613,11 @@ impl RootContext for Root {
 
 /// The page format the request asks for, read only when it is needed.
 pub fn requested_format() -> Format {
-    let accept = hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, "accept")
-        .ok()
-        .flatten();
+    let accept = hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, "accept").ok().flatten();
     accept::negotiate(accept.as_deref())
 }
 
 pub fn request_id() -> Option<String> {
-    let id = hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, "x-request-id")
-        .ok()
-        .flatten()?;
-    String::from_utf8(id)
-        .ok()
-        .filter(|s| s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic()))
+    let id = hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, "x-request-id").ok().flatten()?;
+    String::from_utf8(id).ok().filter(|s| s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic()))
 }

@@ -13,9 +13,7 @@ const TIMEOUT_MS: u64 = 300;
 const MARGIN: Duration = Duration::from_millis(700);
 
 fn envoy(lookup_port: u16, origin_port: u16, mode: &str) -> Envoy {
-    let cfg = plugin_config(
-        json!({"lookup": {"timeout_ms": TIMEOUT_MS}, "failure_mode": mode, "retry_after_seconds": 7}),
-    );
+    let cfg = plugin_config(json!({"lookup": {"timeout_ms": TIMEOUT_MS}, "failure_mode": mode, "retry_after_seconds": 7}));
     Envoy::start(&EnvoyOpts::new(cfg, lookup_port, origin_port))
 }
 
@@ -25,54 +23,20 @@ fn hostile_answers() -> Vec<(&'static str, Reply)> {
         "x".repeat(70 * 1024)
     );
     vec![
-        (
-            "timeout",
-            Reply::Late(
-                Duration::from_millis(TIMEOUT_MS + 400),
-                Box::new(fake::allowed("h.example", "a")),
-            ),
-        ),
+        ("timeout", Reply::Late(Duration::from_millis(TIMEOUT_MS + 400), Box::new(fake::allowed("h.example", "a")))),
         ("hang", Reply::Hang),
         ("status 500", Reply::Json(500, "{}".into())),
         ("status 302", Reply::Json(302, String::new())),
         ("malformed", Reply::Json(200, "{not json".into())),
         ("not an object", Reply::Json(200, "[1,2,3]".into())),
-        (
-            "wrong type",
-            Reply::Json(
-                200,
-                r#"{"host":"h.example","account":"a","origin_resolves":"yes"}"#.into(),
-            ),
-        ),
+        ("wrong type", Reply::Json(200, r#"{"host":"h.example","account":"a","origin_resolves":"yes"}"#.into())),
         ("oversized", Reply::Json(200, big)),
         ("other host", fake::allowed("evil.example", "a")),
-        (
-            "CRLF in account",
-            Reply::Json(
-                200,
-                fake::record("h.example", Some("a\r\nx-admin: 1"), None, None, true),
-            ),
-        ),
-        (
-            "space in target account",
-            Reply::Json(
-                200,
-                fake::record("h.example", Some("a"), Some("b c"), Some("active"), true),
-            ),
-        ),
+        ("CRLF in account", Reply::Json(200, fake::record("h.example", Some("a\r\nx-admin: 1"), None, None, true))),
+        ("space in target account", Reply::Json(200, fake::record("h.example", Some("a"), Some("b c"), Some("active"), true))),
         ("reset", Reply::Reset),
-        (
-            "cut body",
-            Reply::CutBody(200, fake::record("h.example", Some("a"), None, None, true)),
-        ),
-        (
-            "trickle past timeout",
-            Reply::Trickle(
-                200,
-                fake::record("h.example", Some("a"), None, None, true),
-                Duration::from_millis(20),
-            ),
-        ),
+        ("cut body", Reply::CutBody(200, fake::record("h.example", Some("a"), None, None, true))),
+        ("trickle past timeout", Reply::Trickle(200, fake::record("h.example", Some("a"), None, None, true), Duration::from_millis(20))),
     ]
 }
 
@@ -81,15 +45,8 @@ fn check_deny(r: &Response, what: &str) {
     assert_eq!(r.header("retry-after"), Some("7"), "{what}");
     assert_eq!(r.header("server"), Some("cloudflare"), "{what}");
     assert!(r.header("cf-ray").is_some(), "{what}");
-    assert!(
-        r.body_text().contains("Ownership lookup unavailable"),
-        "{what}"
-    );
-    assert!(
-        r.elapsed < Duration::from_millis(TIMEOUT_MS) + MARGIN,
-        "{what}: took {:?}",
-        r.elapsed
-    );
+    assert!(r.body_text().contains("Ownership lookup unavailable"), "{what}");
+    assert!(r.elapsed < Duration::from_millis(TIMEOUT_MS) + MARGIN, "{what}: took {:?}", r.elapsed);
 }
 
 #[test]
@@ -99,9 +56,7 @@ fn deny_mode_answers_503_for_every_lookup_failure() {
         let lookup = FakeLookup::start(move |_| reply.clone());
         let envoy = envoy(lookup.port, origin_port, "deny");
         check_deny(&envoy.request("h.example"), what);
-        let p = envoy
-            .send(&Request::get("h.example").header("accept", "application/json"))
-            .json();
+        let p = envoy.send(&Request::get("h.example").header("accept", "application/json")).json();
         assert_eq!(p["status"], 503, "{what}");
         assert_eq!(p["retryable"], true, "{what}");
         assert!(envoy.stat("lookup.failed") >= 2, "{what}");
@@ -117,17 +72,9 @@ fn allow_mode_lets_requests_through_without_an_account() {
         let envoy = envoy(lookup.port, origin_port, "allow");
         let r = envoy.send(&Request::get("h.example").header("x-cname-guard-account", "spoofed"));
         assert_eq!(r.status, 200, "{what}: {}", r.body_text());
-        assert_eq!(
-            r.json()["account"],
-            serde_json::Value::Null,
-            "{what}: the spoofed header must be removed"
-        );
+        assert_eq!(r.json()["account"], serde_json::Value::Null, "{what}: the spoofed header must be removed");
         assert_eq!(r.json()["account_headers"], 0, "{what}");
-        assert!(
-            r.elapsed < Duration::from_millis(TIMEOUT_MS) + MARGIN,
-            "{what}: took {:?}",
-            r.elapsed
-        );
+        assert!(r.elapsed < Duration::from_millis(TIMEOUT_MS) + MARGIN, "{what}: took {:?}", r.elapsed);
         assert_eq!(envoy.stat("failure_mode_allowed"), 1, "{what}");
     }
 }

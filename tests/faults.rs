@@ -77,12 +77,8 @@ fn target(class: &'static str, host: String) -> Target {
 
 /// The origin's echo of an allowed request: which account it saw, how many.
 fn echoed(r: &Reply) -> Result<(Value, u64), String> {
-    let v = r
-        .try_json()
-        .ok_or_else(|| format!("origin echo is not JSON: {}", r.body_text()))?;
-    let n = v["account_headers"]
-        .as_u64()
-        .ok_or("no account_headers in the echo")?;
+    let v = r.try_json().ok_or_else(|| format!("origin echo is not JSON: {}", r.body_text()))?;
+    let n = v["account_headers"].as_u64().ok_or("no account_headers in the echo")?;
     Ok((v["account"].clone(), n))
 }
 
@@ -93,9 +89,7 @@ fn is_allowed(r: &Reply, account: &str) -> Result<(), String> {
     }
     match echoed(r)? {
         (Value::String(a), 1) if a == account => Ok(()),
-        other => Err(format!(
-            "origin saw account {other:?}, expected exactly {account}"
-        )),
+        other => Err(format!("origin saw account {other:?}, expected exactly {account}")),
     }
 }
 
@@ -119,25 +113,18 @@ fn is_failure_mode(r: &Reply, mode: Mode) -> Result<(), String> {
     match mode {
         Mode::Deny => {
             is_page(r, 503)?;
-            if r.header("retry-after") != Some("3")
-                || !r.body_text().contains("Ownership lookup unavailable")
-            {
+            if r.header("retry-after") != Some("3") || !r.body_text().contains("Ownership lookup unavailable") {
                 return Err("not the lookup-unavailable page".into());
             }
             Ok(())
         }
         Mode::Allow => {
             if r.status != 200 {
-                return Err(format!(
-                    "status {}, expected 200 without an account",
-                    r.status
-                ));
+                return Err(format!("status {}, expected 200 without an account", r.status));
             }
             match echoed(r)? {
                 (Value::Null, 0) => Ok(()),
-                other => Err(format!(
-                    "failure mode let an account header through: {other:?}"
-                )),
+                other => Err(format!("failure mode let an account header through: {other:?}")),
             }
         }
     }
@@ -152,13 +139,7 @@ fn in_time(r: &Reply) -> Result<(), String> {
 }
 
 /// Polls with single requests until `ok` holds for a fresh host.
-fn wait_until(
-    what: &str,
-    port: u16,
-    limit: Duration,
-    host: impl Fn(u64) -> String,
-    ok: impl Fn(&Reply) -> bool,
-) {
+fn wait_until(what: &str, port: u16, limit: Duration, host: impl Fn(u64) -> String, ok: impl Fn(&Reply) -> bool) {
     let mut conn = Conn::new(port, CLIENT_TIMEOUT);
     let mut i = 0;
     let start = Instant::now();
@@ -179,22 +160,9 @@ const FAULTY: u8 = 1;
 /// `<unique>.new.example` are new during it; `exa_mple.example` is a 400.
 fn fake_gen(salt: u64) -> Arc<Gen> {
     Arc::new(move |t, i| match i % 8 {
-        0..=2 => target(
-            "cached",
-            format!("c{}.cached.example", (i as usize + t) % 4),
-        ),
-        3 => target(
-            "refused",
-            if i % 16 == 3 {
-                "exa_mple.example".into()
-            } else {
-                "192.0.2.1".into()
-            },
-        ),
-        _ => target(
-            "new",
-            format!("{}.new.example", load::unique_label(t, i, salt)),
-        ),
+        0..=2 => target("cached", format!("c{}.cached.example", (i as usize + t) % 4)),
+        3 => target("refused", if i % 16 == 3 { "exa_mple.example".into() } else { "192.0.2.1".into() }),
+        _ => target("new", format!("{}.new.example", load::unique_label(t, i, salt))),
     })
 }
 
@@ -203,9 +171,7 @@ fn check_fake(t: &Target, r: &Reply, mode: Mode, faulty: bool) -> Result<(), Str
     match t.class {
         "cached" => is_allowed(r, "acct-f"),
         "refused" if t.host.starts_with("192.") => is_page(r, 403),
-        "refused" => (r.status == 400)
-            .then_some(())
-            .ok_or_else(|| format!("status {}, expected 400", r.status)),
+        "refused" => (r.status == 400).then_some(()).ok_or_else(|| format!("status {}, expected 400", r.status)),
         _ if faulty => is_failure_mode(r, mode),
         _ => is_allowed(r, "acct-f"),
     }
@@ -213,12 +179,7 @@ fn check_fake(t: &Target, r: &Reply, mode: Mode, faulty: bool) -> Result<(), Str
 
 /// One fault of the scripted lookup: warm the cache, load through the
 /// fault, heal, wait for recovery, load again expecting the healthy answers.
-fn survive(
-    what: &str,
-    mode: Mode,
-    clients: usize,
-    fault: impl Fn(&str) -> FakeReply + Send + Sync + 'static,
-) {
+fn survive(what: &str, mode: Mode, clients: usize, fault: impl Fn(&str) -> FakeReply + Send + Sync + 'static) {
     let started = Instant::now();
     let state = Arc::new(AtomicU8::new(HEALTHY));
     let s = state.clone();
@@ -249,15 +210,9 @@ fn survive(
     );
     eprintln!("{what} ({}), during the fault:\n{during}", mode.name());
     during.assert_clean(what);
-    assert!(
-        envoy.stat(failure_stat(mode)) > 0,
-        "{what}: no request met the fault"
-    );
+    assert!(envoy.stat(failure_stat(mode)) > 0, "{what}: no request met the fault");
     assert!(envoy.stat("lookup.failed") > 0, "{what}: no lookup failed");
-    assert_eq!(
-        envoy.stat(failure_stat(mode)),
-        during.count("new", if mode == Mode::Deny { 503 } else { 200 })
-    );
+    assert_eq!(envoy.stat(failure_stat(mode)), during.count("new", if mode == Mode::Deny { 503 } else { 200 }));
 
     state.store(HEALTHY, Ordering::SeqCst);
     wait_until(
@@ -278,25 +233,15 @@ fn survive(
     );
     eprintln!("{what} ({}), after recovery:\n{after}", mode.name());
     after.assert_clean(&format!("{what}, after recovery"));
-    eprintln!(
-        "{what} ({}): survived in {:?}",
-        mode.name(),
-        started.elapsed()
-    );
+    eprintln!("{what} ({}): survived in {:?}", mode.name(), started.elapsed());
 }
 
 fn late(_: &str) -> FakeReply {
-    FakeReply::Late(
-        Duration::from_millis(TIMEOUT_MS + 500),
-        Box::new(FakeReply::Json(500, "{}".into())),
-    )
+    FakeReply::Late(Duration::from_millis(TIMEOUT_MS + 500), Box::new(FakeReply::Json(500, "{}".into())))
 }
 
 fn late_but_valid(host: &str) -> FakeReply {
-    FakeReply::Late(
-        Duration::from_millis(TIMEOUT_MS + 500),
-        Box::new(fake::allowed(host, "acct-late")),
-    )
+    FakeReply::Late(Duration::from_millis(TIMEOUT_MS + 500), Box::new(fake::allowed(host, "acct-late")))
 }
 
 fn cut(host: &str) -> FakeReply {
@@ -305,11 +250,7 @@ fn cut(host: &str) -> FakeReply {
 
 fn trickle(host: &str) -> FakeReply {
     // ~250 bytes, 20 ms apart: the body would take 5 s.
-    FakeReply::Trickle(
-        200,
-        fake::record(host, Some("acct-slow"), None, None, true),
-        Duration::from_millis(20),
-    )
+    FakeReply::Trickle(200, fake::record(host, Some("acct-slow"), None, None, true), Duration::from_millis(20))
 }
 
 #[test]
@@ -348,19 +289,10 @@ const CACHED: [(&str, u16); 5] = [
 
 fn registry_gen(salt: u64) -> Arc<Gen> {
     Arc::new(move |t, i| match i % 10 {
-        0..=3 => target(
-            "cached",
-            CACHED[(i as usize / 10 + t) % CACHED.len()].0.to_string(),
-        ),
+        0..=3 => target("cached", CACHED[(i as usize / 10 + t) % CACHED.len()].0.to_string()),
         4 => target("refused", "a..b.example".into()),
-        5..=7 => target(
-            "new",
-            format!("{}.tenants.saas.example", load::unique_label(t, i, salt)),
-        ),
-        _ => target(
-            "unknown",
-            format!("{}.nowhere.example", load::unique_label(t, i, salt)),
-        ),
+        5..=7 => target("new", format!("{}.tenants.saas.example", load::unique_label(t, i, salt))),
+        _ => target("unknown", format!("{}.nowhere.example", load::unique_label(t, i, salt))),
     })
 }
 
@@ -374,23 +306,15 @@ fn check_registry(t: &Target, r: &Reply, mode: Mode, down: bool) -> Result<(), S
     };
     match t.class {
         "cached" => {
-            let status = CACHED
-                .iter()
-                .find(|(h, _)| *h == t.host)
-                .map(|(_, s)| *s)
-                .unwrap_or(0);
+            let status = CACHED.iter().find(|(h, _)| *h == t.host).map(|(_, s)| *s).unwrap_or(0);
             if status == 200 {
                 is_allowed(r, "acct-saas")
             } else {
                 is_page(r, status)
             }
         }
-        "refused" => (r.status == 400)
-            .then_some(())
-            .ok_or_else(|| format!("status {}, expected 400", r.status)),
-        _ if down => {
-            healthy().or_else(|e| is_failure_mode(r, mode).map_err(|f| format!("{e} / {f}")))
-        }
+        "refused" => (r.status == 400).then_some(()).ok_or_else(|| format!("status {}, expected 400", r.status)),
+        _ if down => healthy().or_else(|e| is_failure_mode(r, mode).map_err(|f| format!("{e} / {f}"))),
         _ => healthy(),
     }
 }
@@ -409,13 +333,7 @@ fn kill_and_restart(mode: Mode) {
     }
     let salt = load::run_salt();
     let check = move |t: &Target, r: &Reply| check_registry(t, r, mode, true);
-    let load = Load::start(
-        envoy.port,
-        CLIENTS,
-        CLIENT_TIMEOUT,
-        registry_gen(salt),
-        Arc::new(check),
-    );
+    let load = Load::start(envoy.port, CLIENTS, CLIENT_TIMEOUT, registry_gen(salt), Arc::new(check));
     load.wait_served(200, Duration::from_secs(10));
 
     load::kill(lookup);
@@ -440,10 +358,7 @@ fn kill_and_restart(mode: Mode) {
     let through = load.stop();
     eprintln!("lookup killed and restarted ({}):\n{through}", mode.name());
     through.assert_clean("lookup killed and restarted");
-    assert!(
-        envoy.stat(failure_stat(mode)) > 0,
-        "no request met the outage"
-    );
+    assert!(envoy.stat(failure_stat(mode)) > 0, "no request met the outage");
     assert!(envoy.stat("lookup.failed") > 0);
 
     let check = move |t: &Target, r: &Reply| check_registry(t, r, mode, false);
@@ -458,11 +373,7 @@ fn kill_and_restart(mode: Mode) {
     eprintln!("after the restart ({}):\n{after}", mode.name());
     after.assert_clean("after the restart");
     drop(lookup);
-    eprintln!(
-        "lookup killed and restarted ({}): survived in {:?}",
-        mode.name(),
-        started.elapsed()
-    );
+    eprintln!("lookup killed and restarted ({}): survived in {:?}", mode.name(), started.elapsed());
 }
 
 #[test]
@@ -478,8 +389,7 @@ fn lookup_cluster_with_no_healthy_endpoints() {
     let started = Instant::now();
     let (lookup, lookup_port) = reference_lookup();
     let (_origin, origin_port) = origin();
-    let cfg =
-        plugin_config(json!({"lookup": {"timeout_ms": TIMEOUT_MS}, "retry_after_seconds": 3}));
+    let cfg = plugin_config(json!({"lookup": {"timeout_ms": TIMEOUT_MS}, "retry_after_seconds": 3}));
     let mut opts = EnvoyOpts::new(cfg, lookup_port, origin_port);
     opts.concurrency = 2;
     let hc = "    health_checks:\n\
@@ -492,43 +402,22 @@ fn lookup_cluster_with_no_healthy_endpoints() {
               \x20   common_lb_config:\n\
               \x20     healthy_panic_threshold: { value: 0 }\n";
     let envoy = load::envoy_edited(&opts, |y| load::edit_cluster(y, "cname_guard_lookup", hc));
-    let healthy = |envoy: &Envoy| {
-        stats(envoy.admin)
-            .get("cluster.cname_guard_lookup.membership_healthy")
-            .copied()
-    };
-    wait_for(
-        "the lookup endpoint to be healthy",
-        Duration::from_secs(10),
-        || (healthy(&envoy)? == 1).then_some(()),
-    );
+    let healthy = |envoy: &Envoy| stats(envoy.admin).get("cluster.cname_guard_lookup.membership_healthy").copied();
+    wait_for("the lookup endpoint to be healthy", Duration::from_secs(10), || (healthy(&envoy)? == 1).then_some(()));
     for (host, status) in CACHED {
         assert_eq!(envoy.request(host).status, status, "warm-up {host}");
     }
     let salt = load::run_salt();
     let check = move |t: &Target, r: &Reply| check_registry(t, r, Mode::Deny, true);
-    let load = Load::start(
-        envoy.port,
-        CLIENTS,
-        CLIENT_TIMEOUT,
-        registry_gen(salt),
-        Arc::new(check),
-    );
+    let load = Load::start(envoy.port, CLIENTS, CLIENT_TIMEOUT, registry_gen(salt), Arc::new(check));
     load.wait_served(200, Duration::from_secs(10));
 
     load::kill(lookup);
-    wait_for(
-        "no healthy lookup endpoint",
-        Duration::from_secs(10),
-        || (healthy(&envoy)? == 0).then_some(()),
-    );
+    wait_for("no healthy lookup endpoint", Duration::from_secs(10), || (healthy(&envoy)? == 0).then_some(()));
     // Workers learn of the health change shortly after the main thread:
     // poll until callouts meet the empty cluster.
     let none_healthy = |envoy: &Envoy| {
-        stats(envoy.admin)
-            .get("cluster.cname_guard_lookup.upstream_cx_none_healthy")
-            .copied()
-            .unwrap_or(0)
+        stats(envoy.admin).get("cluster.cname_guard_lookup.upstream_cx_none_healthy").copied().unwrap_or(0)
     };
     wait_until(
         "callouts to meet an empty cluster",
@@ -545,27 +434,15 @@ fn lookup_cluster_with_no_healthy_endpoints() {
     let mut conn = Conn::new(envoy.port, CLIENT_TIMEOUT);
     let before = none_healthy(&envoy);
     for i in 0..20 {
-        let r = conn
-            .get(&format!("fast-{i}-{salt}.tenants.saas.example"), &[])
-            .expect("answer");
+        let r = conn.get(&format!("fast-{i}-{salt}.tenants.saas.example"), &[]).expect("answer");
         assert_eq!(is_failure_mode(&r, Mode::Deny), Ok(()));
-        assert!(
-            r.elapsed < Duration::from_millis(TIMEOUT_MS),
-            "no healthy upstream took {:?}",
-            r.elapsed
-        );
+        assert!(r.elapsed < Duration::from_millis(TIMEOUT_MS), "no healthy upstream took {:?}", r.elapsed);
     }
-    assert!(
-        none_healthy(&envoy) >= before + 20,
-        "callouts went somewhere: {}",
-        none_healthy(&envoy) - before
-    );
+    assert!(none_healthy(&envoy) >= before + 20, "callouts went somewhere: {}", none_healthy(&envoy) - before);
     load.wait_served(3000, Duration::from_secs(20));
 
     let lookup = load::reference_lookup_on(lookup_port, Duration::from_secs(10));
-    wait_for("the lookup endpoint to be healthy again", RECOVERY, || {
-        (healthy(&envoy)? == 1).then_some(())
-    });
+    wait_for("the lookup endpoint to be healthy again", RECOVERY, || (healthy(&envoy)? == 1).then_some(()));
     wait_until(
         "recovery after the restart",
         envoy.port,
@@ -575,10 +452,7 @@ fn lookup_cluster_with_no_healthy_endpoints() {
     );
     load.wait_served(200, Duration::from_secs(10));
     let through = load.stop();
-    eprintln!(
-        "no healthy endpoints:\n{through}\n(upstream_cx_none_healthy {})",
-        none_healthy(&envoy)
-    );
+    eprintln!("no healthy endpoints:\n{through}\n(upstream_cx_none_healthy {})", none_healthy(&envoy));
     through.assert_clean("no healthy endpoints");
     assert!(through.count("new", 503) > 0, "no request met the outage");
     let check = move |t: &Target, r: &Reply| check_registry(t, r, Mode::Deny, false);
@@ -642,18 +516,12 @@ fn identity_lookup() -> FakeLookup {
     let ids = hostile_ids();
     FakeLookup::start(move |c| {
         let h = c.host_param.as_str();
-        let n = |p: &str| {
-            h.strip_prefix(p)
-                .and_then(|r| r.strip_suffix(".example"))
-                .and_then(|n| n.parse::<usize>().ok())
-        };
+        let n =
+            |p: &str| h.strip_prefix(p).and_then(|r| r.strip_suffix(".example")).and_then(|n| n.parse::<usize>().ok());
         if let Some(i) = n("bad-") {
             FakeReply::Json(200, fake::record(h, Some(&ids[i]), None, None, true))
         } else if let Some(i) = n("tbad-") {
-            FakeReply::Json(
-                200,
-                fake::record(h, Some("acct-ok"), Some(&ids[i]), Some("active"), true),
-            )
+            FakeReply::Json(200, fake::record(h, Some("acct-ok"), Some(&ids[i]), Some("active"), true))
         } else {
             fake::allowed(h, "acct-good")
         }
@@ -671,32 +539,14 @@ fn unsafe_identities_never_become_a_header() {
         for i in 0..n {
             for prefix in ["bad", "tbad"] {
                 let host = format!("{prefix}-{i}.example");
-                let r = conn
-                    .get(&host, &[SPOOF])
-                    .unwrap_or_else(|e| panic!("{host}: {e}"));
+                let r = conn.get(&host, &[SPOOF]).unwrap_or_else(|e| panic!("{host}: {e}"));
                 if let Err(e) = is_failure_mode(&r, mode) {
-                    panic!(
-                        "{} mode, {prefix} {:?}: {e}: {}",
-                        mode.name(),
-                        hostile_ids()[i],
-                        r.body_text()
-                    );
+                    panic!("{} mode, {prefix} {:?}: {e}: {}", mode.name(), hostile_ids()[i], r.body_text());
                 }
             }
         }
-        assert_eq!(
-            is_allowed(
-                &conn.get("good.example", &[SPOOF]).expect("good"),
-                "acct-good"
-            ),
-            Ok(())
-        );
+        assert_eq!(is_allowed(&conn.get("good.example", &[SPOOF]).expect("good"), "acct-good"), Ok(()));
         assert!(envoy.stat("lookup.failed") >= 2 * n as u64);
-        assert_eq!(
-            envoy.stat("allowed"),
-            1,
-            "{} mode: only the control host is allowed with an account",
-            mode.name()
-        );
+        assert_eq!(envoy.stat("allowed"), 1, "{} mode: only the control host is allowed with an account", mode.name());
     }
 }

@@ -15,31 +15,20 @@ use proptest::prelude::*;
 use serde_json::{json, Map, Value};
 
 fn config(cases: u32) -> ProptestConfig {
-    ProptestConfig {
-        cases,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
+    ProptestConfig { cases, failure_persistence: None, ..ProptestConfig::default() }
 }
 
 // --- strategies ------------------------------------------------------------
 
 /// An LDH label: letters, digits, inner hyphens, 1 to 63 characters.
 fn label() -> impl Strategy<Value = String> {
-    prop_oneof![
-        "[a-z0-9]",
-        "[a-z0-9][a-z0-9-]{0,61}[a-z0-9]",
-        Just("a".repeat(63)),
-    ]
+    prop_oneof!["[a-z0-9]", "[a-z0-9][a-z0-9-]{0,61}[a-z0-9]", Just("a".repeat(63)),]
 }
 
 /// A valid normalized host name: labels under 64, at most 253 in all, and
 /// a last label with a letter (an all-digit one reads as IPv4).
 fn name() -> impl Strategy<Value = String> {
-    (
-        prop::collection::vec(label(), 0..5),
-        "[a-z][a-z0-9-]{0,20}[a-z0-9]",
-    )
+    (prop::collection::vec(label(), 0..5), "[a-z][a-z0-9-]{0,20}[a-z0-9]")
         .prop_map(|(mut labels, tld)| {
             labels.push(tld);
             labels.join(".")
@@ -71,10 +60,7 @@ fn hostile_text() -> impl Strategy<Value = String> {
 }
 
 fn problem() -> impl Strategy<Value = Problem> {
-    prop_oneof![
-        prop::sample::select(ErrorCode::ALL.to_vec()).prop_map(Problem::Code),
-        Just(Problem::Unavailable),
-    ]
+    prop_oneof![prop::sample::select(ErrorCode::ALL.to_vec()).prop_map(Problem::Code), Just(Problem::Unavailable),]
 }
 
 fn format() -> impl Strategy<Value = Format> {
@@ -90,26 +76,14 @@ fn verdict() -> impl Strategy<Value = Option<Verdict>> {
 }
 
 fn status() -> impl Strategy<Value = Option<&'static str>> {
-    prop::sample::select(vec![
-        Some("200"),
-        Some("200"),
-        Some("404"),
-        Some("500"),
-        Some("20"),
-        Some(""),
-        None,
-    ])
+    prop::sample::select(vec![Some("200"), Some("200"), Some("404"), Some("500"), Some("20"), Some(""), None])
 }
 
 // --- authority ---------------------------------------------------------------
 
 fn assert_valid_name(n: &str) {
     assert!((1..=253).contains(&n.len()), "{n:?}");
-    assert!(
-        n.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-'),
-        "{n:?}"
-    );
+    assert!(n.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-'), "{n:?}");
     assert!(n.split('.').all(|l| (1..=63).contains(&l.len())), "{n:?}");
 }
 
@@ -268,43 +242,20 @@ fn field_value() -> impl Strategy<Value = Value> {
     ]
 }
 
-const FIELDS: [&str; 8] = [
-    "host",
-    "account",
-    "cname_target",
-    "target_account",
-    "custom_hostname",
-    "origin_resolves",
-    "suspended",
-    "ttl",
-];
+const FIELDS: [&str; 8] =
+    ["host", "account", "cname_target", "target_account", "custom_hostname", "origin_resolves", "suspended", "ttl"];
 
 /// A record: each contract field missing, well-typed or not.
 fn record() -> impl Strategy<Value = Map<String, Value>> {
-    let field = |good: BoxedStrategy<Value>| {
-        prop::option::weighted(0.9, prop_oneof![4 => good, 1 => field_value()])
-    };
-    let s =
-        |v: &[&str]| prop::sample::select(v.iter().map(|s| json!(s)).collect::<Vec<_>>()).boxed();
-    let account = || {
-        prop_oneof![
-            Just(Value::Null),
-            s(&["acct-1", "acct-2", "Acct_1.eu:prod-2"])
-        ]
-        .boxed()
-    };
+    let field = |good: BoxedStrategy<Value>| prop::option::weighted(0.9, prop_oneof![4 => good, 1 => field_value()]);
+    let s = |v: &[&str]| prop::sample::select(v.iter().map(|s| json!(s)).collect::<Vec<_>>()).boxed();
+    let account = || prop_oneof![Just(Value::Null), s(&["acct-1", "acct-2", "Acct_1.eu:prod-2"])].boxed();
     (
         field(s(&[ASKED, "CUSTOM.myclientsite.com", "evil.example"])),
         field(account()),
         field(prop_oneof![Just(Value::Null), s(&["edge.saas.example"])].boxed()),
         field(account()),
-        field(
-            prop_oneof![
-                Just(Value::Null),
-                s(&["active", "pending", "moved", "blocked", "other"])
-            ]
-            .boxed(),
-        ),
+        field(prop_oneof![Just(Value::Null), s(&["active", "pending", "moved", "blocked", "other"])].boxed()),
         field(any::<bool>().prop_map(Value::Bool).boxed()),
         field(any::<bool>().prop_map(Value::Bool).boxed()),
         field(prop_oneof![Just(Value::Null), (0u64..100_000).prop_map(|n| json!(n))].boxed()),
@@ -369,11 +320,7 @@ fn expected(m: &Map<String, Value>) -> Result<Answer, Vec<&'static str>> {
             v.as_u64()
         }
     };
-    if [&account, &target_account]
-        .into_iter()
-        .flatten()
-        .any(|a| !safe_account(a))
-    {
+    if [&account, &target_account].into_iter().flatten().any(|a| !safe_account(a)) {
         faults.push("account");
     }
     if !faults.is_empty() {
@@ -475,20 +422,13 @@ fn same_json(ours: &cname_guard::json::Value, theirs: &Value) -> bool {
             } else if let Some(i) = n.as_i64() {
                 text.parse::<i64>() == Ok(i)
             } else {
-                let (a, b) = (
-                    text.parse::<f64>().unwrap_or(f64::NAN),
-                    n.as_f64().unwrap_or(f64::NAN),
-                );
+                let (a, b) = (text.parse::<f64>().unwrap_or(f64::NAN), n.as_f64().unwrap_or(f64::NAN));
                 a == b || (a - b).abs() <= 1e-9 * a.abs().max(b.abs())
             }
         }
-        (J::Array(a), Value::Array(b)) => {
-            a.len() == b.len() && a.iter().zip(b).all(|(x, y)| same_json(x, y))
-        }
+        (J::Array(a), Value::Array(b)) => a.len() == b.len() && a.iter().zip(b).all(|(x, y)| same_json(x, y)),
         (J::Object(a), Value::Object(b)) => {
-            a.len() == b.len()
-                && a.iter()
-                    .all(|(k, v)| b.get(k).is_some_and(|w| same_json(v, w)))
+            a.len() == b.len() && a.iter().all(|(k, v)| b.get(k).is_some_and(|w| same_json(v, w)))
         }
         _ => false,
     }
@@ -647,15 +587,9 @@ proptest! {
 // --- the fuzzers' seed corpora ---------------------------------------------------
 
 fn seeds(target: &str) -> Vec<Vec<u8>> {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fuzz/corpus")
-        .join(target);
-    let Ok(entries) = std::fs::read_dir(&dir) else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(|e| std::fs::read(e.ok()?.path()).ok())
-        .collect()
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus").join(target);
+    let Ok(entries) = std::fs::read_dir(&dir) else { return Vec::new() };
+    entries.filter_map(|e| std::fs::read(e.ok()?.path()).ok()).collect()
 }
 
 /// The checked-in seeds go through the parsers on every `cargo test`; the
@@ -687,19 +621,10 @@ fn fuzz_seed_corpora_replay() {
     }
     let slots: Vec<_> = seeds("cache_slot");
     let decoded = slots.iter().filter(|s| decode_slot(s).is_some()).count();
-    assert!(
-        slots.is_empty() || decoded + 1 >= slots.len(),
-        "cache_slot seeds must decode (one garbage seed)"
-    );
+    assert!(slots.is_empty() || decoded + 1 >= slots.len(), "cache_slot seeds must decode (one garbage seed)");
     let locks: Vec<_> = seeds("lock");
     let decoded = locks.iter().filter(|s| Lock::decode(s).is_some()).count();
-    assert!(
-        locks.is_empty() || decoded + 1 >= locks.len(),
-        "lock seeds must decode (one released seed)"
-    );
+    assert!(locks.is_empty() || decoded + 1 >= locks.len(), "lock seeds must decode (one released seed)");
     n += slots.len() + locks.len();
-    assert!(
-        n >= 30,
-        "seed corpora under fuzz/corpus are missing: {n} seeds"
-    );
+    assert!(n >= 30, "seed corpora under fuzz/corpus are missing: {n} seeds");
 }

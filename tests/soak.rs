@@ -59,21 +59,13 @@ fn mixed(salt: u64) -> Arc<Gen> {
             10 | 11 => Target::new("denied", "custom.myclientsite.com"),
             12 | 13 => Target::new("invalid", invalid[(i as usize) % invalid.len()].clone()),
             14 => Target::new("ip", "192.0.2.1"),
-            _ => Target::new(
-                "new",
-                format!("{}.tenants.saas.example", load::unique_label(t, i, salt)),
-            ),
+            _ => Target::new("new", format!("{}.tenants.saas.example", load::unique_label(t, i, salt))),
         }
     })
 }
 
 fn flood(salt: u64) -> Arc<Gen> {
-    Arc::new(move |t, i| {
-        Target::new(
-            "flood",
-            format!("{}.flood.example", load::unique_label(t + 100, i, salt)),
-        )
-    })
+    Arc::new(move |t, i| Target::new("flood", format!("{}.flood.example", load::unique_label(t + 100, i, salt))))
 }
 
 fn page(r: &Reply, status: u16, code: &str) -> Result<(), String> {
@@ -95,10 +87,7 @@ fn allowed(r: &Reply) -> Result<(), String> {
     }
     let v = r.try_json().ok_or("origin echo is not JSON")?;
     if v["account"] != "acct-saas" || v["account_headers"] != 1 {
-        return Err(format!(
-            "origin saw account {} ({} headers)",
-            v["account"], v["account_headers"]
-        ));
+        return Err(format!("origin saw account {} ({} headers)", v["account"], v["account_headers"]));
     }
     Ok(())
 }
@@ -115,10 +104,7 @@ fn check(t: &Target, r: &Reply) -> Result<(), String> {
         },
         "denied" => page(r, 409, "Error 1014"),
         "invalid" => {
-            if r.status == 400
-                && r.body_text()
-                    .starts_with("400 Bad Request: invalid Host header")
-            {
+            if r.status == 400 && r.body_text().starts_with("400 Bad Request: invalid Host header") {
                 Ok(())
             } else {
                 Err(format!("status {}, expected the filter's 400", r.status))
@@ -142,16 +128,10 @@ fn growth(from: u64, to: u64) -> String {
 #[test]
 #[ignore = "a bounded load run: `make soak`"]
 fn soak() {
-    let secs: u64 = std::env::var("SOAK_SECONDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(60);
+    let secs: u64 = std::env::var("SOAK_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(60);
     let mut args = reference_lookup_args();
     args.push("--quiet".into());
-    let (_lookup, lookup_port) = start_service(
-        &lookup_bin(),
-        &args.iter().map(String::as_str).collect::<Vec<_>>(),
-    );
+    let (_lookup, lookup_port) = start_service(&lookup_bin(), &args.iter().map(String::as_str).collect::<Vec<_>>());
     let (_origin, origin_port) = origin();
     let cfg = plugin_config(json!({"cache": {"max_entries": MAX_ENTRIES}}));
     let mut opts = EnvoyOpts::new(cfg, lookup_port, origin_port);
@@ -165,43 +145,19 @@ fn soak() {
         assert_eq!(envoy.request(host).status, status, "{host}");
     }
     let salt = load::run_salt();
-    let warm = Load::run_for(
-        envoy.port,
-        MIXED_CLIENTS,
-        TIMEOUT,
-        Duration::from_secs(3),
-        mixed(salt),
-        Arc::new(check),
-    );
+    let warm = Load::run_for(envoy.port, MIXED_CLIENTS, TIMEOUT, Duration::from_secs(3), mixed(salt), Arc::new(check));
     warm.assert_clean("warm-up");
     let start = load::memory(&envoy);
     let start_maps = load::mappings(envoy.proc.child.id());
-    eprintln!(
-        "after warm-up:      {start} (cache.entries {})",
-        envoy.stat("cache.entries")
-    );
+    eprintln!("after warm-up:      {start} (cache.entries {})", envoy.stat("cache.entries"));
 
     let began = Instant::now();
-    let mix = Load::start(
-        envoy.port,
-        MIXED_CLIENTS,
-        TIMEOUT,
-        mixed(salt ^ 0x5eed),
-        Arc::new(check),
-    );
-    let flooding = Load::start(
-        envoy.port,
-        FLOOD_CLIENTS,
-        TIMEOUT,
-        flood(salt),
-        Arc::new(check),
-    );
+    let mix = Load::start(envoy.port, MIXED_CLIENTS, TIMEOUT, mixed(salt ^ 0x5eed), Arc::new(check));
+    let flooding = Load::start(envoy.port, FLOOD_CLIENTS, TIMEOUT, flood(salt), Arc::new(check));
     let mut samples: Vec<(u64, Memory)> = Vec::new();
     let end_at = began + Duration::from_secs(secs);
     while Instant::now() < end_at {
-        std::thread::sleep(
-            Duration::from_secs(5).min(end_at.saturating_duration_since(Instant::now())),
-        );
+        std::thread::sleep(Duration::from_secs(5).min(end_at.saturating_duration_since(Instant::now())));
         let m = load::memory(&envoy);
         let t = began.elapsed().as_secs();
         eprintln!(
@@ -222,9 +178,7 @@ fn soak() {
     let lookups = envoy.stat("lookup.started");
     let failed = envoy.stat("lookup.failed");
     let hits = envoy.stat("cache.hits");
-    eprintln!(
-        "\n== soak: {secs} s, Envoy --concurrency {WORKERS}, cache.max_entries {MAX_ENTRIES}"
-    );
+    eprintln!("\n== soak: {secs} s, Envoy --concurrency {WORKERS}, cache.max_entries {MAX_ENTRIES}");
     eprintln!("mixed ({MIXED_CLIENTS} keep-alive clients):\n{mix}");
     eprintln!("flood ({FLOOD_CLIENTS} keep-alive clients):\n{flooding}");
     let served = mix.requests + flooding.requests;
@@ -256,15 +210,8 @@ fn soak() {
 
     mix.assert_clean("mixed load");
     flooding.assert_clean("hostname flood");
-    assert!(
-        entries <= MAX_ENTRIES,
-        "cache.entries {entries} over the bound"
-    );
-    assert!(
-        flooding.requests > MAX_ENTRIES,
-        "the flood did not exceed the cache bound: {}",
-        flooding.requests
-    );
+    assert!(entries <= MAX_ENTRIES, "cache.entries {entries} over the bound");
+    assert!(flooding.requests > MAX_ENTRIES, "the flood did not exceed the cache bound: {}", flooding.requests);
     assert!(
         end.allocated <= start.allocated + CACHE_BOUND,
         "Envoy's heap grew by {}",

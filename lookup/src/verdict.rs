@@ -46,10 +46,7 @@ mod tests {
     fn registry_answers_reach_the_filters_verdicts() {
         assert_eq!(decide(&Answer::Unknown), Verdict::Deny(ErrorCode::DnsResolution));
         assert_eq!(decide(&Answer::Found(own(Some("a"), Some("b"), None))), Verdict::Deny(ErrorCode::CnameCrossUser));
-        assert_eq!(
-            decide(&Answer::Found(own(Some("a"), Some("b"), Some("pending")))),
-            Verdict::Deny(ErrorCode::OriginDns)
-        );
+        assert_eq!(decide(&Answer::Found(own(Some("a"), Some("b"), Some("pending")))), Verdict::Deny(ErrorCode::OriginDns));
         assert_eq!(decide(&Answer::Found(own(None, Some("b"), Some("active")))), Verdict::Allow("b".into()));
         let mut o = own(Some("a"), None, None);
         o.suspended = true;

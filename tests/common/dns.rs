@@ -44,15 +44,11 @@ fn wait<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T
 
 /// A loopback port free for both UDP and TCP right now.
 pub fn free_dns_port() -> u16 {
-    wait(
-        "a port free for UDP and TCP",
-        Duration::from_secs(5),
-        || {
-            let udp = UdpSocket::bind("127.0.0.1:0").ok()?;
-            let port = udp.local_addr().ok()?.port();
-            TcpListener::bind(("127.0.0.1", port)).ok().map(|_| port)
-        },
-    )
+    wait("a port free for UDP and TCP", Duration::from_secs(5), || {
+        let udp = UdpSocket::bind("127.0.0.1:0").ok()?;
+        let port = udp.local_addr().ok()?.port();
+        TcpListener::bind(("127.0.0.1", port)).ok().map(|_| port)
+    })
 }
 
 /// A running `named`, killed on drop; its directory is removed then.
@@ -67,30 +63,14 @@ impl Bind {
     /// write journals next to the zone files).
     pub fn with_zone_dir(zone_dir: &Path) -> Bind {
         let mut zones = Vec::new();
-        for entry in
-            std::fs::read_dir(zone_dir).unwrap_or_else(|e| panic!("{}: {e}", zone_dir.display()))
-        {
+        for entry in std::fs::read_dir(zone_dir).unwrap_or_else(|e| panic!("{}: {e}", zone_dir.display())) {
             let path = entry.expect("zone dir entry").path();
-            if let Some(zone) = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .and_then(|n| n.strip_suffix(".zone"))
-            {
-                zones.push((
-                    zone.to_string(),
-                    std::fs::read_to_string(&path).expect("zone file"),
-                ));
+            if let Some(zone) = path.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_suffix(".zone")) {
+                zones.push((zone.to_string(), std::fs::read_to_string(&path).expect("zone file")));
             }
         }
-        assert!(
-            !zones.is_empty(),
-            "no *.zone files in {}",
-            zone_dir.display()
-        );
-        let refs: Vec<(&str, &str)> = zones
-            .iter()
-            .map(|(z, t)| (z.as_str(), t.as_str()))
-            .collect();
+        assert!(!zones.is_empty(), "no *.zone files in {}", zone_dir.display());
+        let refs: Vec<(&str, &str)> = zones.iter().map(|(z, t)| (z.as_str(), t.as_str())).collect();
         Bind::start(&refs)
     }
 
@@ -114,21 +94,13 @@ impl Bind {
             .arg(port.to_string())
             .output()
             .expect("run scripts/named-conf.sh");
-        assert!(
-            conf.status.success(),
-            "named-conf.sh: {}",
-            String::from_utf8_lossy(&conf.stderr)
-        );
+        assert!(conf.status.success(), "named-conf.sh: {}", String::from_utf8_lossy(&conf.stderr));
         std::fs::write(dir.join("named.conf"), &conf.stdout).expect("write named.conf");
         let log = std::fs::File::create(dir.join("named.log")).expect("named.log");
         let mut cmd = Command::new(named_bin());
         // -g: foreground, log to stderr. No -u: a credential change would
         // clear the parent-death signal below.
-        cmd.arg("-g")
-            .arg("-c")
-            .arg(dir.join("named.conf"))
-            .stdout(Stdio::null())
-            .stderr(log);
+        cmd.arg("-g").arg("-c").arg(dir.join("named.conf")).stdout(Stdio::null()).stderr(log);
         // SAFETY: prctl is async-signal-safe. named dies with the thread
         // that started it, even if the test process is killed.
         unsafe {
@@ -137,9 +109,7 @@ impl Bind {
                 Ok(())
             });
         }
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("start named (apt-get install bind9): {e}"));
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("start named (apt-get install bind9): {e}"));
         let mut bind = Bind { port, child, dir };
         wait("named to load its zones", START, || {
             if let Ok(Some(status)) = bind.child.try_wait() {
@@ -174,11 +144,7 @@ impl Bind {
         script.push_str("send\n");
         let file = self.dir.join("update.txt");
         std::fs::write(&file, &script).expect("write update");
-        let out = Command::new("nsupdate")
-            .args(["-t", "10"])
-            .arg(&file)
-            .output()
-            .expect("run nsupdate");
+        let out = Command::new("nsupdate").args(["-t", "10"]).arg(&file).output().expect("run nsupdate");
         assert!(
             out.status.success(),
             "nsupdate failed:\n{script}\n{}{}",
@@ -249,14 +215,9 @@ pub struct BadDns {
 impl BadDns {
     pub fn start(mode: Misbehave) -> BadDns {
         let socket = UdpSocket::bind("127.0.0.1:0").expect("bind UDP");
-        socket
-            .set_read_timeout(Some(Duration::from_millis(50)))
-            .expect("read timeout");
+        socket.set_read_timeout(Some(Duration::from_millis(50))).expect("read timeout");
         let addr = socket.local_addr().expect("addr");
-        let (stop, questions) = (
-            Arc::new(AtomicBool::new(false)),
-            Arc::new(AtomicUsize::new(0)),
-        );
+        let (stop, questions) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicUsize::new(0)));
         let (stop2, questions2) = (stop.clone(), questions.clone());
         let thread = std::thread::spawn(move || {
             let mut buf = [0u8; 4096];
@@ -270,12 +231,7 @@ impl BadDns {
                 }
             }
         });
-        BadDns {
-            addr,
-            questions,
-            stop,
-            thread: Some(thread),
-        }
+        BadDns { addr, questions, stop, thread: Some(thread) }
     }
 }
 

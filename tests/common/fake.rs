@@ -35,10 +35,7 @@ pub struct Call {
 
 impl Call {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 }
 
@@ -52,13 +49,7 @@ pub struct FakeLookup {
 }
 
 /// The JSON body of a 200 answer.
-pub fn record(
-    host: &str,
-    account: Option<&str>,
-    target: Option<&str>,
-    custom: Option<&str>,
-    resolves: bool,
-) -> String {
+pub fn record(host: &str, account: Option<&str>, target: Option<&str>, custom: Option<&str>, resolves: bool) -> String {
     serde_json::json!({
         "host": host, "account": account, "cname_target": target.map(|_| "edge.saas.example"),
         "target_account": target, "custom_hostname": custom, "origin_resolves": resolves,
@@ -90,12 +81,7 @@ impl FakeLookup {
                 std::thread::spawn(move || serve(conn, &c, &s, &*h));
             }
         });
-        FakeLookup {
-            port,
-            calls,
-            stop,
-            accept: Some(accept),
-        }
+        FakeLookup { port, calls, stop, accept: Some(accept) }
     }
 
     pub fn calls(&self) -> Vec<Call> {
@@ -126,9 +112,7 @@ fn serve(conn: TcpStream, calls: &Mutex<Vec<Call>>, stop: &AtomicBool, handler: 
     let mut out = conn;
     // Keep-alive: Envoy reuses its connections to the cluster.
     while !stop.load(Ordering::SeqCst) {
-        let Some(call) = read_request(&mut reader, stop) else {
-            return;
-        };
+        let Some(call) = read_request(&mut reader, stop) else { return };
         let reply = handler(&call);
         if let Ok(mut c) = calls.lock() {
             c.push(call);
@@ -147,12 +131,7 @@ fn read_request(r: &mut BufReader<TcpStream>, stop: &AtomicBool) -> Option<Call>
         match r.read_line(&mut line) {
             Ok(0) => return None,
             Ok(_) => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
                 if stop.load(Ordering::SeqCst) {
                     return None;
                 }
@@ -168,21 +147,13 @@ fn read_request(r: &mut BufReader<TcpStream>, stop: &AtomicBool) -> Option<Call>
     }
     let first = lines.first()?.clone();
     let path = first.split_whitespace().nth(1)?.to_string();
-    let host_param = path
-        .split_once("?host=")
-        .map(|(_, h)| h.to_string())
-        .unwrap_or_default();
+    let host_param = path.split_once("?host=").map(|(_, h)| h.to_string()).unwrap_or_default();
     let headers = lines[1..]
         .iter()
         .filter_map(|l| l.split_once(':'))
         .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
         .collect();
-    Some(Call {
-        path,
-        host_param,
-        headers,
-        at: Instant::now(),
-    })
+    Some(Call { path, host_param, headers, at: Instant::now() })
 }
 
 /// Writes a reply; false when the connection must close.
@@ -191,9 +162,7 @@ fn answer(out: &mut TcpStream, reply: Reply, stop: &AtomicBool) -> bool {
         format!("HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {len}\r\n\r\n")
     };
     match reply {
-        Reply::Json(status, body) => out
-            .write_all(format!("{}{body}", head(status, body.len())).as_bytes())
-            .is_ok(),
+        Reply::Json(status, body) => out.write_all(format!("{}{body}", head(status, body.len())).as_bytes()).is_ok(),
         Reply::Late(delay, inner) => {
             let until = Instant::now() + delay;
             while Instant::now() < until {
@@ -212,9 +181,7 @@ fn answer(out: &mut TcpStream, reply: Reply, stop: &AtomicBool) -> bool {
         }
         Reply::Reset => false,
         Reply::CutBody(status, body) => {
-            let _ = out.write_all(
-                format!("{}{}", head(status, body.len()), &body[..body.len() / 2]).as_bytes(),
-            );
+            let _ = out.write_all(format!("{}{}", head(status, body.len()), &body[..body.len() / 2]).as_bytes());
             false
         }
         Reply::Trickle(status, body, gap) => {

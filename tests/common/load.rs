@@ -3,10 +3,7 @@
 //! lookup service on a fixed port (to restart it where it was), Envoy with an
 //! edited configuration, and Envoy's memory figures.
 
-use super::{
-    envoy_yaml, free_port, lookup_bin, reference_lookup_args, try_get, wait_for, Envoy, EnvoyOpts,
-    Proc, Scratch,
-};
+use super::{envoy_yaml, free_port, lookup_bin, reference_lookup_args, try_get, wait_for, Envoy, EnvoyOpts, Proc, Scratch};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -40,13 +37,7 @@ fn invalid(m: impl Into<String>) -> std::io::Error {
 impl Conn {
     /// `timeout` bounds every read and write: a request that hangs fails.
     pub fn new(port: u16, timeout: Duration) -> Conn {
-        Conn {
-            port,
-            timeout,
-            stream: None,
-            retries: 0,
-            opened: 0,
-        }
+        Conn { port, timeout, stream: None, retries: 0, opened: 0 }
     }
 
     fn open(&mut self) -> std::io::Result<()> {
@@ -88,27 +79,18 @@ impl Conn {
         let start = Instant::now();
         let result = self.round_trip(req, start);
         match &result {
-            Ok(r)
-                if !r
-                    .header("connection")
-                    .is_some_and(|v| v.eq_ignore_ascii_case("close")) => {}
+            Ok(r) if !r.header("connection").is_some_and(|v| v.eq_ignore_ascii_case("close")) => {}
             _ => self.stream = None,
         }
         result
     }
 
     fn round_trip(&mut self, req: &[u8], start: Instant) -> std::io::Result<Reply> {
-        let s = self
-            .stream
-            .as_mut()
-            .ok_or_else(|| invalid("no connection"))?;
+        let s = self.stream.as_mut().ok_or_else(|| invalid("no connection"))?;
         s.get_mut().write_all(req)?;
         let mut line = String::new();
         if s.read_line(&mut line)? == 0 {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                "closed before the status line",
-            ));
+            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "closed before the status line"));
         }
         let status: u16 = line
             .split_whitespace()
@@ -132,12 +114,7 @@ impl Conn {
                 return Err(invalid("too many headers"));
             }
         }
-        let find = |name: &str| {
-            headers
-                .iter()
-                .find(|(n, _)| n == name)
-                .map(|(_, v)| v.clone())
-        };
+        let find = |name: &str| headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
         let mut body = Vec::new();
         if find("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
             loop {
@@ -175,21 +152,13 @@ impl Conn {
             s.take(MAX_RESPONSE as u64).read_to_end(&mut body)?;
             headers.push(("connection".into(), "close".into()));
         }
-        Ok(Reply {
-            status,
-            headers,
-            body,
-            elapsed: start.elapsed(),
-        })
+        Ok(Reply { status, headers, body, elapsed: start.elapsed() })
     }
 }
 
 fn stale(e: &std::io::Error) -> bool {
     use std::io::ErrorKind::*;
-    matches!(
-        e.kind(),
-        UnexpectedEof | ConnectionReset | ConnectionAborted | BrokenPipe
-    )
+    matches!(e.kind(), UnexpectedEof | ConnectionReset | ConnectionAborted | BrokenPipe)
 }
 
 /// One request of a load: a class (for the report), the Host to send, and
@@ -203,11 +172,7 @@ pub struct Target {
 
 impl Target {
     pub fn new(class: &'static str, host: impl Into<String>) -> Target {
-        Target {
-            class,
-            host: host.into(),
-            headers: Vec::new(),
-        }
+        Target { class, host: host.into(), headers: Vec::new() }
     }
 }
 
@@ -250,10 +215,7 @@ impl Report {
         self.bad += o.bad;
         self.retries += o.retries;
         self.connections += o.connections;
-        for (mine, theirs) in [
-            (&mut self.error_samples, o.error_samples),
-            (&mut self.bad_samples, o.bad_samples),
-        ] {
+        for (mine, theirs) in [(&mut self.error_samples, o.error_samples), (&mut self.bad_samples, o.bad_samples)] {
             mine.extend(theirs);
             mine.truncate(20);
         }
@@ -272,17 +234,11 @@ impl Report {
     }
 
     pub fn max_latency(&self) -> Duration {
-        Duration::from_micros(u64::from(
-            self.latencies_us.iter().copied().max().unwrap_or(0),
-        ))
+        Duration::from_micros(u64::from(self.latencies_us.iter().copied().max().unwrap_or(0)))
     }
 
     pub fn count(&self, class: &str, status: u16) -> u64 {
-        self.by_class
-            .get(class)
-            .and_then(|m| m.get(&status))
-            .copied()
-            .unwrap_or(0)
+        self.by_class.get(class).and_then(|m| m.get(&status)).copied().unwrap_or(0)
     }
 
     /// Panics with the samples unless every request was answered and passed.
@@ -292,11 +248,7 @@ impl Report {
             "{what}: {} requests got no answer, e.g. {:#?}\n{self}",
             self.errors, self.error_samples
         );
-        assert_eq!(
-            self.bad, 0,
-            "{what}: {} bad responses, e.g. {:#?}\n{self}",
-            self.bad, self.bad_samples
-        );
+        assert_eq!(self.bad, 0, "{what}: {} bad responses, e.g. {:#?}\n{self}", self.bad, self.bad_samples);
         assert!(self.requests > 0, "{what}: no requests were made");
     }
 }
@@ -319,13 +271,7 @@ impl fmt::Display for Report {
         for (c, m) in &self.by_class {
             writeln!(f, "  {c:<10} {m:?}")?;
         }
-        write!(
-            f,
-            "latency p50 {:?} p99 {:?} max {:?}",
-            self.latency(50.0),
-            self.latency(99.0),
-            self.max_latency()
-        )
+        write!(f, "latency p50 {:?} p99 {:?} max {:?}", self.latency(50.0), self.latency(99.0), self.max_latency())
     }
 }
 
@@ -340,28 +286,16 @@ pub struct Load {
 impl Load {
     /// `threads` clients, each on its own keep-alive connection, as fast as
     /// they are answered; `timeout` is each client's read timeout.
-    pub fn start(
-        port: u16,
-        threads: usize,
-        timeout: Duration,
-        gen: Arc<Gen>,
-        check: Arc<Check>,
-    ) -> Load {
+    pub fn start(port: u16, threads: usize, timeout: Duration, gen: Arc<Gen>, check: Arc<Check>) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
         let served = Arc::new(AtomicU64::new(0));
         let handles = (0..threads)
             .map(|t| {
-                let (stop, served, gen, check) =
-                    (stop.clone(), served.clone(), gen.clone(), check.clone());
+                let (stop, served, gen, check) = (stop.clone(), served.clone(), gen.clone(), check.clone());
                 std::thread::spawn(move || client(t, port, timeout, &stop, &served, &*gen, &*check))
             })
             .collect();
-        Load {
-            stop,
-            served,
-            threads: handles,
-            started: Instant::now(),
-        }
+        Load { stop, served, threads: handles, started: Instant::now() }
     }
 
     /// Requests answered or failed so far, across threads.
@@ -372,9 +306,7 @@ impl Load {
     /// Waits until `n` more requests have been made (bounded by `limit`).
     pub fn wait_served(&self, n: u64, limit: Duration) {
         let target = self.served() + n;
-        wait_for(&format!("{n} requests of load"), limit, || {
-            (self.served() >= target).then_some(())
-        });
+        wait_for(&format!("{n} requests of load"), limit, || (self.served() >= target).then_some(()));
     }
 
     pub fn stop(mut self) -> Report {
@@ -424,11 +356,7 @@ fn client(
     while !stop.load(Ordering::Relaxed) {
         let target = gen(t, i);
         i += 1;
-        let headers: Vec<(&str, &str)> = target
-            .headers
-            .iter()
-            .map(|(n, v)| (*n, v.as_str()))
-            .collect();
+        let headers: Vec<(&str, &str)> = target.headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
         let sent = Instant::now();
         let result = conn.get(&target.host, &headers);
         r.requests += 1;
@@ -436,13 +364,8 @@ fn client(
         match result {
             Ok(reply) => {
                 *r.by_status.entry(reply.status).or_default() += 1;
-                *r.by_class
-                    .entry(target.class)
-                    .or_default()
-                    .entry(reply.status)
-                    .or_default() += 1;
-                r.latencies_us
-                    .push(reply.elapsed.as_micros().min(u128::from(u32::MAX)) as u32);
+                *r.by_class.entry(target.class).or_default().entry(reply.status).or_default() += 1;
+                r.latencies_us.push(reply.elapsed.as_micros().min(u128::from(u32::MAX)) as u32);
                 if let Err(why) = check(&target, &reply) {
                     r.bad += 1;
                     if r.bad_samples.len() < 5 {
@@ -461,12 +384,7 @@ fn client(
             Err(e) => {
                 r.errors += 1;
                 if r.error_samples.len() < 5 {
-                    r.error_samples.push(format!(
-                        "{} {:?}: {e} after {:?}",
-                        target.class,
-                        target.host,
-                        sent.elapsed()
-                    ));
+                    r.error_samples.push(format!("{} {:?}: {e} after {:?}", target.class, target.host, sent.elapsed()));
                 }
                 // Don't spin on a refused port.
                 std::thread::sleep(Duration::from_millis(10));
@@ -491,9 +409,7 @@ pub fn unique_label(t: usize, i: u64, salt: u64) -> String {
 
 /// A salt that differs between runs, so caches of a previous run don't help.
 pub fn run_salt() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
         ^ u64::from(std::process::id())
 }
 
@@ -503,27 +419,20 @@ pub fn run_salt() -> u64 {
 pub fn reference_lookup_on(port: u16, limit: Duration) -> Proc {
     let args = reference_lookup_args();
     let listen = format!("127.0.0.1:{port}");
-    wait_for(
-        &format!("the lookup service to listen on {listen}"),
-        limit,
-        || {
-            let mut child = Command::new(lookup_bin())
-                .args(&args)
-                .args(["--quiet", "--listen", &listen])
-                .stdout(Stdio::piped())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("start cname-guard-lookup");
-            let stdout = child.stdout.take().expect("stdout");
-            let mut proc = Proc {
-                child,
-                name: format!("cname-guard-lookup on {listen}"),
-            };
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            (line.trim().ends_with(&listen) && proc.alive()).then_some(proc)
-        },
-    )
+    wait_for(&format!("the lookup service to listen on {listen}"), limit, || {
+        let mut child = Command::new(lookup_bin())
+            .args(&args)
+            .args(["--quiet", "--listen", &listen])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start cname-guard-lookup");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut proc = Proc { child, name: format!("cname-guard-lookup on {listen}") };
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        (line.trim().ends_with(&listen) && proc.alive()).then_some(proc)
+    })
 }
 
 /// Kills a process now (SIGKILL) and reaps it.
@@ -543,14 +452,7 @@ pub fn envoy_edited(opts: &EnvoyOpts, edit: impl FnOnce(String) -> String) -> En
     let child = Command::new(super::envoy_bin())
         .arg("-c")
         .arg(&yaml_path)
-        .args([
-            "--disable-hot-restart",
-            "-l",
-            "info",
-            "--file-flush-interval-msec",
-            "50",
-            "--concurrency",
-        ])
+        .args(["--disable-hot-restart", "-l", "info", "--file-flush-interval-msec", "50", "--concurrency"])
         .arg(opts.concurrency.to_string())
         .arg("--log-path")
         .arg(&log)
@@ -558,26 +460,14 @@ pub fn envoy_edited(opts: &EnvoyOpts, edit: impl FnOnce(String) -> String) -> En
         .stderr(Stdio::null())
         .spawn()
         .expect("start envoy");
-    let mut proc = Proc {
-        child,
-        name: "envoy".into(),
-    };
+    let mut proc = Proc { child, name: "envoy".into() };
     wait_for("envoy to be ready", Duration::from_secs(30), || {
         if !proc.alive() {
-            panic!(
-                "envoy exited:\n{}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
+            panic!("envoy exited:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
         }
         (try_get(admin, "/ready")?.status == 200).then_some(())
     });
-    Envoy {
-        proc,
-        port,
-        admin,
-        log,
-        _dir: dir,
-    }
+    Envoy { proc, port, admin, log, _dir: dir }
 }
 
 /// Inserts `lines` (already indented for a cluster) after the
@@ -598,10 +488,7 @@ pub fn edit_cluster(yaml: String, cluster: &str, lines: &str) -> String {
             done = true;
         }
     }
-    assert!(
-        done,
-        "no cluster {cluster} with a connect_timeout in envoy/envoy.yaml"
-    );
+    assert!(done, "no cluster {cluster} with a connect_timeout in envoy/envoy.yaml");
     out
 }
 
@@ -615,13 +502,7 @@ pub struct Memory {
 
 impl fmt::Display for Memory {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "allocated {} heap_size {} rss {}",
-            mib(self.allocated),
-            mib(self.heap_size),
-            mib(self.rss)
-        )
+        write!(f, "allocated {} heap_size {} rss {}", mib(self.allocated), mib(self.heap_size), mib(self.rss))
     }
 }
 
@@ -634,23 +515,15 @@ pub fn memory(envoy: &Envoy) -> Memory {
     let v: serde_json::Value = serde_json::from_slice(&r.body).expect("/memory is JSON");
     // Envoy prints these uint64 as JSON strings.
     let num = |k: &str| {
-        v[k].as_str()
-            .and_then(|s| s.parse().ok())
-            .or_else(|| v[k].as_u64())
-            .unwrap_or_else(|| panic!("no {k} in {v}"))
+        v[k].as_str().and_then(|s| s.parse().ok()).or_else(|| v[k].as_u64()).unwrap_or_else(|| panic!("no {k} in {v}"))
     };
-    let status = std::fs::read_to_string(format!("/proc/{}/status", envoy.proc.child.id()))
-        .expect("/proc/PID/status");
+    let status = std::fs::read_to_string(format!("/proc/{}/status", envoy.proc.child.id())).expect("/proc/PID/status");
     let rss_kb: u64 = status
         .lines()
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .expect("VmRSS");
-    Memory {
-        allocated: num("allocated"),
-        heap_size: num("heap_size"),
-        rss: rss_kb * 1024,
-    }
+    Memory { allocated: num("allocated"), heap_size: num("heap_size"), rss: rss_kb * 1024 }
 }
 
 /// Resident kB of each mapping of a process, keyed by its start address
@@ -664,11 +537,7 @@ pub fn mappings(pid: u32) -> BTreeMap<String, (String, u64)> {
         let first = f.next().unwrap_or("");
         if first.contains('-') && first.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') {
             let start = first.split('-').next().unwrap_or("").to_string();
-            let path = line
-                .split_whitespace()
-                .nth(5)
-                .unwrap_or("[anon]")
-                .to_string();
+            let path = line.split_whitespace().nth(5).unwrap_or("[anon]").to_string();
             current = Some((start, path));
         } else if first == "Rss:" {
             if let Some((start, path)) = current.take() {
@@ -690,10 +559,7 @@ pub fn mapping_growth(
         .iter()
         .map(|(start, (path, kb))| {
             let was = before.get(start).map_or(0, |(_, k)| *k);
-            (
-                *kb as i64 - was as i64,
-                format!("{start} {path}: {was} kB -> {kb} kB"),
-            )
+            (*kb as i64 - was as i64, format!("{start} {path}: {was} kB -> {kb} kB"))
         })
         .chain(
             before
@@ -704,8 +570,5 @@ pub fn mapping_growth(
         .filter(|(delta, _)| *delta != 0)
         .collect();
     d.sort_by_key(|(delta, _)| -delta.abs());
-    d.into_iter()
-        .take(top)
-        .map(|(delta, what)| format!("{delta:+} kB  {what}"))
-        .collect()
+    d.into_iter().take(top).map(|(delta, what)| format!("{delta:+} kB  {what}")).collect()
 }

@@ -21,14 +21,8 @@ pub fn root() -> PathBuf {
 }
 
 fn artifact(env: &str, default: &str) -> PathBuf {
-    let path = std::env::var_os(env)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join(default));
-    assert!(
-        path.exists(),
-        "{} is missing: run `make build` (or set {env})",
-        path.display()
-    );
+    let path = std::env::var_os(env).map(PathBuf::from).unwrap_or_else(|| root().join(default));
+    assert!(path.exists(), "{} is missing: run `make build` (or set {env})", path.display());
     path
 }
 
@@ -36,10 +30,7 @@ pub fn envoy_bin() -> PathBuf {
     artifact("ENVOY_BIN", ".venv/bin/envoy")
 }
 pub fn wasm() -> PathBuf {
-    artifact(
-        "CNAME_GUARD_WASM",
-        "target/wasm32-wasip1/release/cname_guard.wasm",
-    )
+    artifact("CNAME_GUARD_WASM", "target/wasm32-wasip1/release/cname_guard.wasm")
 }
 pub fn lookup_bin() -> PathBuf {
     artifact("CNAME_GUARD_LOOKUP", "target/release/cname-guard-lookup")
@@ -118,25 +109,15 @@ pub fn start_service(bin: &Path, args: &[&str]) -> (Proc, u16) {
         .spawn()
         .unwrap_or_else(|e| panic!("start {}: {e}", bin.display()));
     let stdout = child.stdout.take().expect("stdout");
-    let mut proc = Proc {
-        child,
-        name: bin.display().to_string(),
-    };
+    let mut proc = Proc { child, name: bin.display().to_string() };
     let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("read listening line");
+    BufReader::new(stdout).read_line(&mut line).expect("read listening line");
     let port = line
         .trim()
         .rsplit(':')
         .next()
         .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| {
-            panic!(
-                "{} printed {line:?}, not `listening on ADDR`",
-                bin.display()
-            )
-        });
+        .unwrap_or_else(|| panic!("{} printed {line:?}, not `listening on ADDR`", bin.display()));
     assert!(proc.alive(), "{} exited", bin.display());
     (proc, port)
 }
@@ -146,21 +127,13 @@ pub fn start_service(bin: &Path, args: &[&str]) -> (Proc, u16) {
 pub fn reference_lookup_args() -> Vec<String> {
     let registry = root().join("envoy/registry.json");
     let registry = registry.to_str().expect("utf-8 path").to_string();
-    vec![
-        "--registry".into(),
-        registry,
-        "--dns-server".into(),
-        dns::demo().addr(),
-    ]
+    vec!["--registry".into(), registry, "--dns-server".into(), dns::demo().addr()]
 }
 
 /// The reference lookup service over the demo registry and demo zones.
 pub fn reference_lookup() -> (Proc, u16) {
     let args = reference_lookup_args();
-    start_service(
-        &lookup_bin(),
-        &args.iter().map(String::as_str).collect::<Vec<_>>(),
-    )
+    start_service(&lookup_bin(), &args.iter().map(String::as_str).collect::<Vec<_>>())
 }
 
 pub fn origin() -> (Proc, u16) {
@@ -177,12 +150,7 @@ pub struct EnvoyOpts {
 
 impl EnvoyOpts {
     pub fn new(plugin_config: serde_json::Value, lookup_port: u16, origin_port: u16) -> EnvoyOpts {
-        EnvoyOpts {
-            plugin_config: plugin_config.to_string(),
-            lookup_port,
-            origin_port,
-            concurrency: 1,
-        }
+        EnvoyOpts { plugin_config: plugin_config.to_string(), lookup_port, origin_port, concurrency: 1 }
     }
 }
 
@@ -197,8 +165,7 @@ pub struct Envoy {
 /// envoy/envoy.yaml with the ports, the .wasm and the plugin configuration
 /// of a test: the file users run is the file the tests run.
 pub fn envoy_yaml(opts: &EnvoyOpts, port: u16, admin: u16) -> String {
-    let shipped =
-        std::fs::read_to_string(root().join("envoy/envoy.yaml")).expect("envoy/envoy.yaml");
+    let shipped = std::fs::read_to_string(root().join("envoy/envoy.yaml")).expect("envoy/envoy.yaml");
     let mut out = String::new();
     for line in shipped.lines() {
         let line = if line.ends_with("# admin") {
@@ -206,43 +173,22 @@ pub fn envoy_yaml(opts: &EnvoyOpts, port: u16, admin: u16) -> String {
         } else if line.ends_with("# listener") {
             line.replace("port_value: 10000", &format!("port_value: {port}"))
         } else if line.ends_with("# lookup") {
-            line.replace(
-                "port_value: 8081",
-                &format!("port_value: {}", opts.lookup_port),
-            )
+            line.replace("port_value: 8081", &format!("port_value: {}", opts.lookup_port))
         } else if line.ends_with("# origin") {
-            line.replace(
-                "port_value: 8082",
-                &format!("port_value: {}", opts.origin_port),
-            )
+            line.replace("port_value: 8082", &format!("port_value: {}", opts.origin_port))
         } else if line.ends_with("# plugin-config") {
             let indent = &line[..line.len() - line.trim_start().len()];
-            format!(
-                "{indent}value: '{}'",
-                opts.plugin_config.replace('\'', "''")
-            )
+            format!("{indent}value: '{}'", opts.plugin_config.replace('\'', "''"))
         } else if line.contains("filename: target/wasm32-wasip1/release/cname_guard.wasm") {
-            line.replace(
-                "target/wasm32-wasip1/release/cname_guard.wasm",
-                wasm().to_str().expect("utf-8 path"),
-            )
+            line.replace("target/wasm32-wasip1/release/cname_guard.wasm", wasm().to_str().expect("utf-8 path"))
         } else {
             line.to_string()
         };
         out.push_str(&line);
         out.push('\n');
     }
-    for marker in [
-        "# admin",
-        "# listener",
-        "# lookup",
-        "# origin",
-        "# plugin-config",
-    ] {
-        assert!(
-            shipped.contains(marker),
-            "envoy/envoy.yaml lost its `{marker}` line"
-        );
+    for marker in ["# admin", "# listener", "# lookup", "# origin", "# plugin-config"] {
+        assert!(shipped.contains(marker), "envoy/envoy.yaml lost its `{marker}` line");
     }
     out
 }
@@ -257,14 +203,7 @@ impl Envoy {
         let child = Command::new(envoy_bin())
             .arg("-c")
             .arg(&yaml)
-            .args([
-                "--disable-hot-restart",
-                "-l",
-                "info",
-                "--file-flush-interval-msec",
-                "50",
-                "--concurrency",
-            ])
+            .args(["--disable-hot-restart", "-l", "info", "--file-flush-interval-msec", "50", "--concurrency"])
             .arg(opts.concurrency.to_string())
             .arg("--log-path")
             .arg(&log)
@@ -272,16 +211,7 @@ impl Envoy {
             .stderr(Stdio::null())
             .spawn()
             .expect("start envoy");
-        (
-            Proc {
-                child,
-                name: "envoy".into(),
-            },
-            port,
-            admin,
-            log,
-            dir,
-        )
+        (Proc { child, name: "envoy".into() }, port, admin, log, dir)
     }
 
     /// Starts Envoy and waits until it is ready to serve.
@@ -289,21 +219,12 @@ impl Envoy {
         let (mut proc, port, admin, log, dir) = Envoy::spawn(opts);
         wait_for("envoy to be ready", Duration::from_secs(30), || {
             if !proc.alive() {
-                panic!(
-                    "envoy exited:\n{}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
-                );
+                panic!("envoy exited:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
             }
             let r = try_get(admin, "/ready")?;
             (r.status == 200).then_some(())
         });
-        Envoy {
-            proc,
-            port,
-            admin,
-            log,
-            _dir: dir,
-        }
+        Envoy { proc, port, admin, log, _dir: dir }
     }
 
     /// Starts Envoy expecting it to refuse the configuration; returns its log.
@@ -327,11 +248,9 @@ impl Envoy {
 
     /// Waits until Envoy's log (flushed every 50 ms) contains `needle`.
     pub fn wait_log(&self, needle: &str) {
-        wait_for(
-            &format!("{needle:?} in the Envoy log"),
-            std::time::Duration::from_secs(10),
-            || self.log().contains(needle).then_some(()),
-        );
+        wait_for(&format!("{needle:?} in the Envoy log"), std::time::Duration::from_secs(10), || {
+            self.log().contains(needle).then_some(())
+        });
     }
 
     /// A counter or gauge of the filter (`cname_guard.` + name).
@@ -348,11 +267,9 @@ impl Envoy {
     /// Waits for a stat to reach `want`: the cached path's counters reach
     /// Envoy on the filter's next tick (at most a second late).
     pub fn wait_stat(&self, name: &str, want: u64) {
-        wait_for(
-            &format!("stat {name} == {want}"),
-            std::time::Duration::from_secs(5),
-            || (self.stat(name) == want).then_some(()),
-        );
+        wait_for(&format!("stat {name} == {want}"), std::time::Duration::from_secs(5), || {
+            (self.stat(name) == want).then_some(())
+        });
     }
 
     pub fn request(&self, host: &str) -> Response {
@@ -374,12 +291,7 @@ pub struct Request {
 
 impl Request {
     pub fn get(host: &str) -> Request {
-        Request {
-            method: "GET".into(),
-            path: "/".into(),
-            headers: vec![("Host".into(), host.into())],
-            body: Vec::new(),
-        }
+        Request { method: "GET".into(), path: "/".into(), headers: vec![("Host".into(), host.into())], body: Vec::new() }
     }
     pub fn method(mut self, m: &str) -> Request {
         self.method = m.into();
@@ -405,34 +317,24 @@ pub struct Response {
 
 impl Response {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
     pub fn body_text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
     pub fn headers_named(&self, name: &str) -> usize {
-        self.headers
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-            .count()
+        self.headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case(name)).count()
     }
     pub fn try_json(&self) -> Option<serde_json::Value> {
         serde_json::from_slice(&self.body).ok()
     }
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body_text()))
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body_text()))
     }
 }
 
 fn try_get(port: u16, path: &str) -> Option<Response> {
-    let req = Request {
-        path: path.into(),
-        ..Request::get("127.0.0.1")
-    };
+    let req = Request { path: path.into(), ..Request::get("127.0.0.1") };
     try_send(port, &req).ok()
 }
 
@@ -481,10 +383,7 @@ fn read_response(s: &mut TcpStream, head: bool) -> std::io::Result<Vec<u8>> {
                 .lines()
                 .find_map(|l| l.strip_prefix("content-length:"))
                 .and_then(|v| v.trim().parse::<usize>().ok());
-            let done = if head
-                || headers.starts_with("http/1.1 304")
-                || headers.starts_with("http/1.1 204")
-            {
+            let done = if head || headers.starts_with("http/1.1 304") || headers.starts_with("http/1.1 204") {
                 true
             } else if let Some(n) = length {
                 body.len() >= n
@@ -507,10 +406,7 @@ fn read_response(s: &mut TcpStream, head: bool) -> std::io::Result<Vec<u8>> {
 
 fn parse_response(raw: &[u8], head: bool, elapsed: Duration) -> std::io::Result<Response> {
     let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, m.to_string());
-    let end = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| bad("no end of headers"))?;
+    let end = raw.windows(4).position(|w| w == b"\r\n\r\n").ok_or_else(|| bad("no end of headers"))?;
     let text = std::str::from_utf8(&raw[..end]).map_err(|_| bad("non-UTF-8 headers"))?;
     let mut lines = text.split("\r\n");
     let status = lines
@@ -523,33 +419,18 @@ fn parse_response(raw: &[u8], head: bool, elapsed: Duration) -> std::io::Result<
         .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
         .collect();
     let mut body = raw[end + 4..].to_vec();
-    let chunked = headers
-        .iter()
-        .any(|(n, v)| n == "transfer-encoding" && v.contains("chunked"));
+    let chunked = headers.iter().any(|(n, v)| n == "transfer-encoding" && v.contains("chunked"));
     if chunked && !head {
         body = dechunk(&body).ok_or_else(|| bad("bad chunked body"))?;
     }
-    Ok(Response {
-        status,
-        headers,
-        body,
-        elapsed,
-    })
+    Ok(Response { status, headers, body, elapsed })
 }
 
 fn dechunk(mut b: &[u8]) -> Option<Vec<u8>> {
     let mut out = Vec::new();
     loop {
         let nl = b.windows(2).position(|w| w == b"\r\n")?;
-        let size = usize::from_str_radix(
-            std::str::from_utf8(&b[..nl])
-                .ok()?
-                .split(';')
-                .next()?
-                .trim(),
-            16,
-        )
-        .ok()?;
+        let size = usize::from_str_radix(std::str::from_utf8(&b[..nl]).ok()?.split(';').next()?.trim(), 16).ok()?;
         b = &b[nl + 2..];
         if size == 0 {
             return Some(out);

@@ -127,10 +127,7 @@ fn shared_data_cas_across_workers() {
 fn properties_come_from_the_stream_then_the_host() {
     // proxy_get_property("request.id"): Ok (0, Continue) when set, NotFound (1, Pause) when not.
     let imports = r#"(import "env" "proxy_get_property" (func $prop (param i32 i32 i32 i32) (result i32)))"#;
-    let p = wat_file(
-        "prop",
-        &module(imports, "(call $prop (i32.const 96) (i32.const 10) (i32.const 200) (i32.const 204))"),
-    );
+    let p = wat_file("prop", &module(imports, "(call $prop (i32.const 96) (i32.const 10) (i32.const 200) (i32.const 204))"));
     let mut h = Host::builder().wasm(&p).build().unwrap();
     assert_eq!(h.worker(0).get("a.example").action(), Action::Pause);
     let r = h.worker(0).send(cname_guard_host::Req::get("a.example").property(&["request", "id"], "r-1"));
