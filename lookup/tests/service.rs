@@ -8,6 +8,9 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+#[path = "../../tests/common/dns.rs"]
+mod dns;
+
 const LOOKUP: &str = env!("CARGO_BIN_EXE_cname-guard-lookup");
 const ORIGIN: &str = env!("CARGO_BIN_EXE_cname-guard-origin");
 const DEMO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../envoy/registry.json");
@@ -91,8 +94,15 @@ impl Service {
         service
     }
 
+    /// The lookup service over `registry` and the demo zones in BIND.
     fn lookup(registry: &Path) -> Service {
-        Service::start(LOOKUP, &["--registry", registry.to_str().expect("utf-8 path")])
+        Service::lookup_with(registry, &["--dns-server", &dns::demo().addr()])
+    }
+
+    fn lookup_with(registry: &Path, args: &[&str]) -> Service {
+        let mut all = vec!["--registry", registry.to_str().expect("utf-8 path")];
+        all.extend_from_slice(args);
+        Service::start(LOOKUP, &all)
     }
 
     fn stderr(&self) -> String {
@@ -209,6 +219,11 @@ fn ownership_answers_follow_contract_v1() {
     );
     let j = svc.get("/v1/ownership?host=new-1.tenants.saas.example").json();
     assert_eq!((j["account"].as_str(), j["ttl"].as_u64()), (Some("acct-saas"), Some(300)));
+    // Off the platform, with addresses: unknown to the platform.
+    assert_eq!(svc.get("/v1/ownership?host=orphan.example").status, 404);
+    // A CNAME to a name without records: negative answer, SOA minimum 30.
+    let j = svc.get("/v1/ownership?host=broken.saas.example").json();
+    assert_eq!((j["origin_resolves"].as_bool(), j["ttl"].as_u64()), (Some(false), Some(30)));
 
     let r = svc.get("/v1/ownership?host=nobody-knows-this.example");
     assert_eq!(r.status, 404);
@@ -276,12 +291,46 @@ fn ext_authz_mode_gives_the_filters_verdicts() {
     assert_eq!(r.status, 200);
 }
 
+#[test]
+fn the_ttl_is_capped_by_max_ttl() {
+    let svc = Service::lookup_with(Path::new(DEMO), &["--dns-server", &dns::demo().addr(), "--max-ttl", "100"]);
+    let j = svc.get("/v1/ownership?host=new-1.tenants.saas.example").json();
+    assert_eq!(j["ttl"].as_u64(), Some(100));
+    let j = svc.get("/v1/ownership?host=custom.myclientsite.com").json();
+    assert_eq!(j["ttl"].as_u64(), Some(60));
+}
+
+// --- DNS that cannot answer ---------------------------------------------------------
+
+#[test]
+fn dns_failures_are_503_never_a_verdict() {
+    for mode in [dns::Misbehave::Silent, dns::Misbehave::ServFail, dns::Misbehave::Garbage] {
+        let bad = dns::BadDns::start(mode);
+        let addr = bad.addr.to_string();
+        let args = ["--dns-server", &addr, "--dns-timeout-ms", "150", "--dns-attempts", "1"];
+        let svc = Service::lookup_with(Path::new(DEMO), &args);
+        let started = Instant::now();
+        let r = svc.get("/v1/ownership?host=custom.myclientsite.com");
+        let took = started.elapsed();
+        assert_eq!(r.status, 503, "{mode:?}: {}", r.text());
+        let j = r.json();
+        assert_eq!(
+            (j["host"].as_str(), j["error"].as_str()),
+            (Some("custom.myclientsite.com"), Some("dns unavailable"))
+        );
+        assert!(j["detail"].as_str().is_some_and(|d| d.contains("custom.myclientsite.com")), "{mode:?}: {j}");
+        assert!(took < Duration::from_secs(3), "{mode:?} took {took:?}");
+        assert!(bad.questions.load(Ordering::SeqCst) > 0, "{mode:?}: never asked");
+        let r = svc.send("GET", "/ext_authz/", &[("Host", "custom.myclientsite.com")]);
+        assert_eq!(r.status, 503, "{mode:?} ext_authz");
+        eprintln!("{mode:?}: 503 in {took:?}: {}", j["detail"]);
+    }
+}
+
 // --- reloads ----------------------------------------------------------------------
 
-const ONE: &str =
-    r#"{"accounts": {"a": {}}, "zones": {"one.example": "a"}, "records": {"www.one.example": {"a": ["192.0.2.1"]}}}"#;
-const TWO: &str = r#"{"accounts": {"a": {}, "b": {}}, "zones": {"one.example": "a", "two.example": "b"},
-    "records": {"www.one.example": {"a": ["192.0.2.1"]}, "www.two.example": {"a": ["192.0.2.2"]}}}"#;
+const ONE: &str = r#"{"accounts": {"a": {}}, "zones": {"one.example": "a"}}"#;
+const TWO: &str = r#"{"accounts": {"a": {}, "b": {}}, "zones": {"one.example": "a", "two.example": "b"}}"#;
 const THREE: &str = r#"{"accounts": {"c": {}}, "zones": {"three.example": "c"}}"#;
 
 fn status_of(svc: &Service, host: &str) -> u16 {
@@ -337,7 +386,10 @@ fn an_invalid_registry_at_startup_is_refused_naming_the_problem() {
             r#"{"accounts": {"acct-1": {}}, "zones": {"x.example": "acct-9"}}"#,
             r#"zones["x.example"]: unknown account "acct-9""#,
         ),
-        (r#"{"records": {"x.example": {"a": ["192.0.2.1"], "cname": "y.example"}}}"#, r#"records["x.example"]"#),
+        (
+            r#"{"records": {"x.example": {"a": ["192.0.2.1"]}}}"#,
+            "records: DNS records are no longer read from the registry",
+        ),
         (r#"{"acounts": {}}"#, "acounts: unknown field"),
     ] {
         let file = dir.put("bad.json", body);
@@ -365,6 +417,17 @@ fn usage() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--registry is required"));
     let out = Command::new(LOOKUP).args(["--registry", DEMO, "--listen", "nowhere"]).output().expect("run");
     assert_eq!(out.status.code(), Some(2));
+    for (flag, value) in [
+        ("--dns-server", "localhost:53"),
+        ("--dns-timeout-ms", "0"),
+        ("--dns-attempts", "x"),
+        ("--max-ttl", "86401"),
+        ("--dns-cache-entries", "-1"),
+    ] {
+        let out = Command::new(LOOKUP).args(["--registry", DEMO, flag, value]).output().expect("run");
+        assert_eq!(out.status.code(), Some(2), "{flag} {value}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains(flag), "{flag} named");
+    }
     let out = Command::new(ORIGIN).arg("--help").output().expect("run");
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("--name NAME"));
