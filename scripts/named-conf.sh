@@ -17,13 +17,10 @@ options {
   recursion no;
   dnssec-validation no;
   notify no;
+  # named -g logs to stderr, one line per question.
   querylog yes;
 };
 controls { };
-logging {
-  channel queries_file { file "$dir/queries.log"; print-time yes; };
-  category queries { queries_file; };
-};
 CONF
 for f in "$zones"/*.zone; do
   zone=$(basename "$f" .zone)

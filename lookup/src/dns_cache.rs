@@ -70,7 +70,9 @@ impl<D: Dns> CachedDns<D> {
 
 /// A cached reply with its TTL counted down to what is left.
 fn remaining(reply: &Reply, expires: Instant, now: Instant) -> Reply {
-    let left = u32::try_from(expires.saturating_duration_since(now).as_secs()).unwrap_or(u32::MAX);
+    // Rounded up: a live answer never reads as TTL 0.
+    let left = expires.saturating_duration_since(now).as_millis().div_ceil(1000);
+    let left = u32::try_from(left).unwrap_or(u32::MAX);
     with_ttl(reply, left)
 }
 

@@ -117,6 +117,7 @@ impl Bind {
             }
             bind.log().contains("running\n").then_some(())
         });
+        assert!(!bind.log().contains("not loaded due to errors"), "a zone did not load:\n{}", bind.log());
         bind
     }
 
@@ -128,9 +129,10 @@ impl Bind {
         std::fs::read_to_string(self.dir.join("named.log")).unwrap_or_default()
     }
 
-    /// The query log: one line per question, `+T` marks TCP.
-    pub fn queries(&self) -> String {
-        std::fs::read_to_string(self.dir.join("queries.log")).unwrap_or_default()
+    /// The query log (named -g logs to stderr): one line per question, a
+    /// `T` in the flags marks TCP.
+    pub fn queries(&self) -> Vec<String> {
+        self.log().lines().filter(|l| l.contains(": query: ")).map(String::from).collect()
     }
 
     /// Changes `zone` with nsupdate (RFC 2136): `lines` like

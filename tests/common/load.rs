@@ -3,7 +3,9 @@
 //! lookup service on a fixed port (to restart it where it was), Envoy with an
 //! edited configuration, and Envoy's memory figures.
 
-use super::{envoy_yaml, free_port, lookup_bin, reference_lookup_args, try_get, wait_for, Envoy, EnvoyOpts, Proc, Scratch};
+use super::{
+    envoy_yaml, free_port, lookup_bin, reference_lookup_args, try_get, wait_for, Envoy, EnvoyOpts, Proc, Scratch,
+};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io::{BufRead, BufReader, Read, Write};
