@@ -15,7 +15,7 @@ ENVOY_YAMLS := $(shell grep -rl --include='*.yaml' '^static_resources:' envoy)
 
 export ENVOY_BIN := $(abspath $(ENVOY))
 
-.PHONY: all build wasm services test unit e2e validate run clean deps
+.PHONY: all build wasm services test unit e2e validate run clean deps dns-tools
 
 all: build
 
@@ -29,7 +29,18 @@ $(ENVOY):
 	rustup target add wasm32-wasip1
 	@mkdir -p .tools && touch $@
 
-deps: $(ENVOY) .tools/wasm32-wasip1.stamp
+# BIND 9 for the tests and the demo: named (bind9), dig and nsupdate (bind9-dnsutils).
+APT_SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+dns-tools:
+	@missing=""; \
+	{ command -v named || [ -x /usr/sbin/named ]; } >/dev/null || missing="$$missing bind9"; \
+	{ command -v dig && command -v nsupdate; } >/dev/null || missing="$$missing bind9-dnsutils"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing$$missing"; \
+	  $(APT_SUDO) apt-get update -qq && $(APT_SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+deps: $(ENVOY) .tools/wasm32-wasip1.stamp dns-tools
 
 # --- build ------------------------------------------------------------------
 wasm: .tools/wasm32-wasip1.stamp

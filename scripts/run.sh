@@ -1,15 +1,33 @@
 #!/usr/bin/env bash
-# The demo stack on loopback, in the foreground: lookup service, origin and
-# Envoy with cname-guard. Ctrl-C stops all three.
+# The demo stack on loopback, in the foreground: BIND serving the demo zones
+# (envoy/dns/), the lookup service asking it, the origin, and Envoy with
+# cname-guard. Ctrl-C stops them all.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+DNS_PORT=${CNAME_GUARD_DEMO_DNS_PORT:-5353}
+NAMED=$(command -v named || echo /usr/sbin/named)
 pids=()
+dns_dir=$(mktemp -d "${TMPDIR:-/tmp}/cname-guard-demo-dns.XXXXXX")
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
+  rm -rf "$dns_dir"
 }
 trap cleanup EXIT INT TERM
+
+# named works on copies: dynamic updates write journals beside the zones.
+cp envoy/dns/*.zone "$dns_dir/"
+bash scripts/named-conf.sh "$dns_dir" "$DNS_PORT" > "$dns_dir/named.conf"
+: > "$dns_dir/named.log"
+"$NAMED" -g -c "$dns_dir/named.conf" 2> "$dns_dir/named.log" &
+pids+=($!)
+for _ in $(seq 1 100); do
+  grep -q 'running$' "$dns_dir/named.log" && break
+  kill -0 "${pids[0]}" 2>/dev/null || { cat "$dns_dir/named.log" >&2; echo "named did not start" >&2; exit 1; }
+  sleep 0.1
+done
+grep -q 'running$' "$dns_dir/named.log" || { echo "named did not come up on port $DNS_PORT" >&2; exit 1; }
 
 wait_http() { # url, name
   for _ in $(seq 1 100); do
@@ -20,32 +38,49 @@ wait_http() { # url, name
   exit 1
 }
 
-target/release/cname-guard-lookup --registry envoy/registry.json --listen 127.0.0.1:8081 >/dev/null &
+target/release/cname-guard-lookup --registry envoy/registry.json --listen 127.0.0.1:8081 \
+  --dns-server "127.0.0.1:$DNS_PORT" >/dev/null &
 pids+=($!)
 target/release/cname-guard-origin --name demo-origin --listen 127.0.0.1:8082 >/dev/null &
 pids+=($!)
 wait_http http://127.0.0.1:8081/healthz "cname-guard-lookup"
 wait_http http://127.0.0.1:8082/healthz "cname-guard-origin"
+# Something else may answer on those ports: ours must be the ones alive.
+for i in 1 2; do kill -0 "${pids[$i]}" 2>/dev/null || { echo "a demo service exited (port 8081 or 8082 in use?)" >&2; exit 1; }; done
 
 .venv/bin/envoy -c envoy/envoy.yaml --disable-hot-restart --concurrency 2 -l warn --component-log-level wasm:info &
 pids+=($!)
 wait_http http://127.0.0.1:9901/ready "envoy"
 
-cat <<'TXT'
+dig="dig @127.0.0.1 -p $DNS_PORT"
+show() { # host, what it answers
+  printf '  curl -i -H %-30s http://127.0.0.1:10000/   # %s\n' "'Host: $1'" "$2"
+  printf '  %s %s CNAME +short\n\n' "$dig" "$1"
+}
 
-cname-guard demo edge on http://127.0.0.1:10000 (admin http://127.0.0.1:9901). Try:
+cat <<TXT
 
-  curl -i -H 'Host: custom.myclientsite.com' http://127.0.0.1:10000/     # 409, Error 1014 (the seed)
-  curl -i -H 'Host: shop.customer.example' http://127.0.0.1:10000/       # 200, x-cname-guard-account: acct-saas
-  curl -i -H 'Host: pending.customer.example' http://127.0.0.1:10000/    # 530, Error 1016
-  curl -i -H 'Host: broken.saas.example' http://127.0.0.1:10000/         # 530, Error 1016
-  curl -i -H 'Host: www.frozen.example' http://127.0.0.1:10000/          # 403, Error 1004
-  curl -i -H 'Host: nobody.example' http://127.0.0.1:10000/              # 409, Error 1001
+cname-guard demo edge on http://127.0.0.1:10000 (admin http://127.0.0.1:9901), DNS (BIND, the
+zones of envoy/dns/) on 127.0.0.1:$DNS_PORT. Try each request, and dig beside it:
+
+TXT
+show custom.myclientsite.com "409, Error 1014 (the seed)"
+show shop.customer.example "200, x-cname-guard-account: acct-saas"
+show pending.customer.example "530, Error 1016"
+show broken.saas.example "530, Error 1016"
+show www.frozen.example "403, Error 1004"
+show nobody.example "409, Error 1001"
+cat <<TXT
   curl -i -H 'Host: 192.0.2.1' http://127.0.0.1:10000/                   # 403, Error 1003
   curl -i -H 'Host: bad_host' http://127.0.0.1:10000/                    # 400
   curl -s -H 'Host: custom.myclientsite.com' -H 'Accept: application/json' http://127.0.0.1:10000/
   curl -s http://127.0.0.1:9901/stats | grep cname_guard
 
+Change DNS and watch the verdict follow within the TTL (60 s here, 30 s for a name that did not exist):
+
+  printf 'server 127.0.0.1 $DNS_PORT\nzone example\nupdate add new.customer.example. 60 IN CNAME edge.saas.example.\nsend\n' | nsupdate
+  curl -i -H 'Host: new.customer.example' http://127.0.0.1:10000/        # 409 1001, then 1014
+
 Edit envoy/registry.json and the lookup service reloads it. Ctrl-C to stop.
 TXT
-wait "${pids[2]}"
+wait "${pids[3]}"
