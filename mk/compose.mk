@@ -27,7 +27,7 @@ compose-services: .tools/$(MUSL_TARGET).stamp
 # registry), the local Envoy image is not built.
 LOCAL_ENVOY_IMAGE := cname-guard/envoy:$(ENVOY_VERSION)
 compose-images: deps wasm compose-services
-	@bash docker/build-images.sh $(if $(filter-out $(LOCAL_ENVOY_IMAGE),$(ENVOY_IMAGE)),lookup origin plugin)
+	@bash docker/build-images.sh $(if $(filter-out $(LOCAL_ENVOY_IMAGE),$(ENVOY_IMAGE)),lookup origin plugin dns)
 
 compose-up: compose-images
 	@bash $(COMPOSE_TEST) up

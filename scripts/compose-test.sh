@@ -45,7 +45,7 @@ preflight() {
   [[ -f $WASM ]] || die "no $WASM: run \`make wasm\` (or \`make compose-images\`)"
   local img
   for img in "cname-guard/lookup:${CNAME_GUARD_TAG:-latest}" "cname-guard/origin:${CNAME_GUARD_TAG:-latest}" \
-             "${ENVOY_IMAGE:-cname-guard/envoy:1.40.0}"; do
+             "cname-guard/dns:${CNAME_GUARD_TAG:-latest}" "${ENVOY_IMAGE:-cname-guard/envoy:1.40.0}"; do
     # Another ENVOY_IMAGE (envoyproxy/envoy:v1.40.0) may come from a registry.
     [[ $img == cname-guard/* ]] || continue
     docker image inspect "$img" >/dev/null 2>&1 || die "no image $img: run \`make compose-images\`"
@@ -216,7 +216,7 @@ assertions() {
   req "$seed"
   check "$seed: a fresh ray id per response" eval '[[ -n $ray && $(header cf-ray) != "$ray" ]]'
 
-  echo "== every verdict of the demo registry"
+  echo "== every verdict of the demo registry, from the DNS container"
   while IFS='|' read -r host status code name; do
     req "$host"
     check "$host: $status, Error $code" page_ok "$status" "$code" "$name" "$host"
