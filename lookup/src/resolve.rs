@@ -79,6 +79,7 @@ pub struct DnsConfig {
     /// Empty: the nameservers of /etc/resolv.conf.
     pub servers: Vec<SocketAddr>,
     pub timeout: Duration,
+    /// Tries per question, the first included.
     pub attempts: usize,
 }
 
@@ -111,7 +112,8 @@ impl Hickory {
             (ResolverConfig::from_parts(None, vec![], group), ResolverOpts::default())
         };
         opts.timeout = config.timeout;
-        opts.attempts = config.attempts;
+        // hickory's `attempts` counts retries after the first try.
+        opts.attempts = config.attempts.saturating_sub(1);
         opts.cache_size = 0;
         opts.use_hosts_file = ResolveHosts::Never;
         opts.edns0 = true;

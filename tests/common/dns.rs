@@ -175,9 +175,21 @@ impl Drop for Bind {
 /// One BIND with the demo zones for the whole test process (tests that
 /// restart the lookup service need DNS to outlive it). Started on a thread
 /// that never ends, so the parent-death signal fires only at process exit.
+static DEMO: OnceLock<Bind> = OnceLock::new();
+
+/// A static is never dropped: its directory goes when the process exits.
+extern "C" fn remove_demo_dir() {
+    if let Some(bind) = DEMO.get() {
+        let _ = std::fs::remove_dir_all(&bind.dir);
+    }
+}
+
 pub fn demo() -> &'static Bind {
-    static DEMO: OnceLock<Bind> = OnceLock::new();
     DEMO.get_or_init(|| {
+        // SAFETY: registers a plain function; it only removes a directory.
+        unsafe {
+            libc::atexit(remove_demo_dir);
+        }
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let started = std::panic::catch_unwind(|| Bind::with_zone_dir(&demo_zone_dir()));
