@@ -300,6 +300,37 @@ fn the_ttl_is_capped_by_max_ttl() {
     assert_eq!(j["ttl"].as_u64(), Some(60));
 }
 
+/// The DNS questions named received for `name`.
+fn questions(bind: &dns::Bind, name: &str) -> usize {
+    bind.queries().iter().filter(|l| l.contains(&format!("query: {name} IN "))).count()
+}
+
+#[test]
+fn dns_answers_are_cached_and_questions_in_flight_coalesced() {
+    let bind = dns::Bind::with_zone_dir(&dns::demo_zone_dir());
+    let svc = Service::lookup_with(Path::new(DEMO), &["--dns-server", &bind.addr()]);
+    let seed = "/v1/ownership?host=custom.myclientsite.com";
+    assert_eq!(svc.get(seed).status, 200);
+    // CNAME custom.myclientsite.com, CNAME edge.saas.example, A edge.saas.example.
+    let asked = || questions(&bind, "custom.myclientsite.com") + questions(&bind, "edge.saas.example");
+    wait_for("3 questions in the query log", || (asked() == 3).then_some(()));
+    for _ in 0..5 {
+        assert_eq!(svc.get(seed).status, 200);
+    }
+    // 20 requests at once for a new name: one CNAME and one A question.
+    let host = "fresh-1.tenants.saas.example";
+    std::thread::scope(|scope| {
+        for _ in 0..20 {
+            scope.spawn(|| assert_eq!(svc.get(&format!("/v1/ownership?host={host}")).status, 200));
+        }
+    });
+    wait_for("the questions for the new name", || (questions(&bind, host) >= 2).then_some(()));
+    // named logs a question before it answers, and every request has its
+    // answer: nothing more can arrive for these names.
+    assert_eq!(asked(), 3, "cached answers asked again:\n{:#?}", bind.queries());
+    assert_eq!(questions(&bind, host), 2, "not coalesced:\n{:#?}", bind.queries());
+}
+
 // --- DNS that cannot answer ---------------------------------------------------------
 
 #[test]
