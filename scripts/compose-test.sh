@@ -10,7 +10,8 @@
 # The images must exist (`make compose-images`). Nothing sleeps a fixed time:
 # every wait polls a condition against a deadline. The assertions are those
 # of tests/e2e_verdicts.rs, made with curl against the published edge port,
-# plus the failure mode with both lookup replicas stopped and the recovery.
+# plus the failure mode with both lookup replicas stopped and the recovery,
+# and with the DNS container stopped.
 #
 # Environment: COMPOSE (the compose command; default docker-compose, else
 # `docker compose`), CNAME_GUARD_COMPOSE_PROJECT [cname-guard],
@@ -313,6 +314,23 @@ EOF
   req pending.customer.example -H "Accept: application/json"
   check "verdicts still served: pending.customer.example 530, error_code 1016" \
     eval 'is "$STATUS" 530 && is "$(json error_code)" 1016'
+
+  echo "== DNS down: the DNS container stopped"
+  # Read whole: `grep -q` would close the pipe early, and pipefail is on.
+  check "the DNS container answered the lookups' questions" eval '
+    [[ $(compose logs --no-color dns 2>/dev/null) == *"query: custom.myclientsite.com IN CNAME"* ]]'
+  local nodns=nodns-$run.tenants.saas.example
+  if compose stop dns >/dev/null 2>&1; then ok "stopped dns"; else fail "compose stop dns"; fi
+  req "$nodns"
+  check "$nodns: 503, Ownership lookup unavailable (a lookup failure, not 1016)" eval '
+    is "$STATUS" 503 && has "Ownership lookup unavailable"'
+  req "$cached"
+  check "$cached: still 200 from the cache" echo_ok "$cached" acct-saas
+  if compose start dns >/dev/null 2>&1; then ok "started dns"; else fail "compose start dns"; fi
+  deadline=$((SECONDS + RECOVERY_DEADLINE)) t0=$SECONDS
+  while ((SECONDS < deadline)) && [[ $(code "$nodns") != 200 ]]; do sleep 0.2; done
+  req "$nodns"
+  check "$nodns: 200 with acct-saas once DNS is back (after $((SECONDS - t0))s)" echo_ok "$nodns" acct-saas
 }
 
 cleanup() {
