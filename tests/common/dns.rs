@@ -31,7 +31,21 @@ pub fn demo_zone_dir() -> PathBuf {
     repo().join("envoy/dns")
 }
 
-fn wait<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+/// A fresh, empty directory `cname-guard-<tag>-<pid>-<n>` under the temp dir.
+pub fn fresh_dir(tag: &str) -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "cname-guard-{tag}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    dir
+}
+
+/// Polls `f` until it returns `Some`, or panics with `what` at the deadline.
+pub fn wait<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(v) = f() {
@@ -76,14 +90,7 @@ impl Bind {
 
     /// BIND serving `(zone, zone file text)` pairs.
     pub fn start(zones: &[(&str, &str)]) -> Bind {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "cname-guard-named-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::SeqCst)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("named dir");
+        let dir = fresh_dir("named");
         for (zone, text) in zones {
             std::fs::write(dir.join(format!("{zone}.zone")), text).expect("write zone");
         }
