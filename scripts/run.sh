@@ -27,7 +27,15 @@ pids+=($!)
 wait_http http://127.0.0.1:8081/healthz "cname-guard-lookup"
 wait_http http://127.0.0.1:8082/healthz "cname-guard-origin"
 
-.venv/bin/envoy -c envoy/envoy.yaml --disable-hot-restart --concurrency 2 -l warn --component-log-level wasm:info &
+# NATIVE=1: the dynamic module (libcname_guard.so) instead of the .wasm.
+if [ "${NATIVE:-}" = 1 ]; then
+  echo "build: native (target/native/libcname_guard.so, envoy/envoy-native.yaml)"
+  ENVOY_DYNAMIC_MODULES_SEARCH_PATH="$PWD/target/native" \
+    .venv/bin/envoy -c envoy/envoy-native.yaml --disable-hot-restart --concurrency 2 -l warn --component-log-level dynamic_modules:info &
+else
+  echo "build: wasm (target/wasm32-wasip1/release/cname_guard.wasm, envoy/envoy.yaml)"
+  .venv/bin/envoy -c envoy/envoy.yaml --disable-hot-restart --concurrency 2 -l warn --component-log-level wasm:info &
+fi
 pids+=($!)
 wait_http http://127.0.0.1:9901/ready "envoy"
 
