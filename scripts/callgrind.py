@@ -18,6 +18,7 @@ import argparse
 import http.client
 import json
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -95,11 +96,20 @@ def measure(key: str, procs: bench.Procs, ports: tuple[int, int], guard_cfg: dic
     requests(port, bench.CACHED_HOST, n)
     ctl("-i", "off", str(p.pid))
     ctl("-d", str(p.pid))
+    # The dump is written asynchronously, to <out>.1: wait for its totals line.
+    dump = Path(f"{out}.1")
+    deadline = time.time() + 300
+    total = None
+    while total is None:
+        text = dump.read_text(errors="replace") if dump.exists() else ""
+        m = re.search(r"^totals: (\d+)$", text, re.M)
+        if m:
+            total = int(m.group(1))
+        elif time.time() > deadline:
+            raise RuntimeError(f"no callgrind dump for {key} in {dump}")
+        else:
+            time.sleep(0.5)
     procs._stop(f"valgrind envoy {key}", p)
-    total = 0
-    for f in scratch.glob(f"callgrind.{key}.out*"):
-        m = re.search(r"^(?:summary|totals): (\d+)", f.read_text(errors="replace"), re.M)
-        total += int(m.group(1)) if m else 0
     if total == 0:
         raise RuntimeError(f"callgrind counted nothing for {key} (see {scratch})")
     return total
@@ -130,6 +140,7 @@ def main() -> int:
         print(json.dumps({"requests": a.requests, "instructions_per_request": per}))
     finally:
         procs.stop_all()
+    shutil.rmtree(scratch, ignore_errors=True)
     return 0
 
 
