@@ -301,14 +301,20 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_new(c: *mut c_void,
     })
 }
 
-#[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_config_destroy(p: *const c_void) {
-    guard("config_destroy", (), || {
+/// Frees what a `*_new` hook leaked as `Box<T>`.
+fn release<T>(hook: &str, p: *const c_void) {
+    guard(hook, (), || {
         if !p.is_null() {
-            // SAFETY: the Box leaked in config_new; Envoy destroys it once.
-            drop(unsafe { Box::from_raw(p as *mut module::FilterConfig) });
+            // SAFETY: `p` is the `Box<T>` leaked by the matching `*_new`
+            // hook, and Envoy calls the destroy hook once per pointer.
+            drop(unsafe { Box::from_raw(p as *mut T) });
         }
     })
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_config_destroy(p: *const c_void) {
+    release::<module::FilterConfig>("config_destroy", p)
 }
 
 #[no_mangle]
@@ -402,12 +408,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_scheduled(f: *mut c_void, 
 
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_destroy(m: *const c_void) {
-    guard("filter_destroy", (), || {
-        if !m.is_null() {
-            // SAFETY: the Box leaked in filter_new; Envoy destroys it once.
-            drop(unsafe { Box::from_raw(m as *mut module::Filter) });
-        }
-    })
+    release::<module::Filter>("filter_destroy", m)
 }
 
 // The hooks this module does not use: Envoy resolves every one of them, so

@@ -88,16 +88,19 @@ impl Flights {
         }
     }
 
+    /// The waiters of `host`'s flight, ending it, if `leader` leads it.
+    fn take(&self, host: &str, leader: u64) -> Vec<Arc<Waiter>> {
+        let mut map = self.lock();
+        if map.get(host).is_some_and(|f| f.leader == leader) {
+            map.remove(host).map(|f| f.waiters).unwrap_or_default()
+        } else {
+            Vec::new()
+        }
+    }
+
     /// The leader's answer: every waiter gets it and is woken.
     pub fn settle(&self, host: &str, leader: u64, outcome: Settled) {
-        let waiters = {
-            let mut map = self.lock();
-            match map.get(host) {
-                Some(f) if f.leader == leader => map.remove(host).map(|f| f.waiters).unwrap_or_default(),
-                _ => return,
-            }
-        };
-        for w in waiters {
+        for w in self.take(host, leader) {
             if let Ok(mut o) = w.outcome.lock() {
                 *o = Some(outcome.clone());
             }
@@ -107,14 +110,7 @@ impl Flights {
 
     /// A leader gone before its answer: its waiters look again.
     pub fn abandon(&self, host: &str, leader: u64) {
-        let waiters = {
-            let mut map = self.lock();
-            match map.get(host) {
-                Some(f) if f.leader == leader => map.remove(host).map(|f| f.waiters).unwrap_or_default(),
-                _ => return,
-            }
-        };
-        for w in waiters {
+        for w in self.take(host, leader) {
             w.waker.wake(EV_RETRY);
         }
     }
