@@ -9,7 +9,7 @@ ENVOY := $(VENV)/bin/envoy
 ENVOY_VERSION := 1.40.0
 WASM := target/wasm32-wasip1/release/cname_guard.wasm
 # The native build: an Envoy dynamic module, found through the search path.
-NATIVE_DIR := target/native
+NATIVE_DIR := target/native/modules
 NATIVE_SO := $(NATIVE_DIR)/libcname_guard.so
 # The end-to-end suite, run once per build (CNAME_GUARD_BUILD=wasm|native).
 E2E_TESTS := e2e_verdicts e2e_cache e2e_failures faults disconnect
@@ -44,6 +44,11 @@ wasm: .tools/wasm32-wasip1.stamp
 # `--profile native` is release with panic=unwind, so every hook can catch a panic.
 native:
 	$(CARGO) build --profile native -p cname-guard-native -p cname-guard-bench-noop-native
+	@mkdir -p $(NATIVE_DIR)
+	@# Renamed into place, never overwritten: a running Envoy keeps its mapping.
+	@cp target/native/libcname_guard_native.so $(NATIVE_SO).tmp && mv -f $(NATIVE_SO).tmp $(NATIVE_SO)
+	@cp target/native/libcname_guard_bench_noop_native.so $(NATIVE_DIR)/.noop.tmp && \
+	  mv -f $(NATIVE_DIR)/.noop.tmp $(NATIVE_DIR)/libcname_guard_bench_noop_native.so
 	@ls -l $(NATIVE_SO) | awk '{print "libcname_guard.so: " $$5 " bytes"}'
 
 services:

@@ -52,9 +52,9 @@ REGISTRY = ROOT / "envoy" / "registry.json"
 GUARD_WASM = ROOT / "target/wasm32-wasip1/release/cname_guard.wasm"
 NOOP_WASM = ROOT / "target/wasm32-wasip1/release/cname_guard_bench_noop.wasm"
 # N and N0: Envoy dynamic modules, found through ENVOY_DYNAMIC_MODULES_SEARCH_PATH.
-NATIVE_DIR = ROOT / "target/native"
+NATIVE_DIR = ROOT / "target/native/modules"
 NATIVE_MODULES = {"cname_guard": NATIVE_DIR / "libcname_guard.so",
-                  "cname_guard_bench_noop": NATIVE_DIR / "libcname_guard_bench_noop.so"}
+                  "cname_guard_bench_noop_native": NATIVE_DIR / "libcname_guard_bench_noop_native.so"}
 NATIVE_ENV = dict(os.environ, ENVOY_DYNAMIC_MODULES_SEARCH_PATH=str(NATIVE_DIR))
 LOOKUP_BIN = ROOT / "target/release/cname-guard-lookup"
 ORIGIN_BIN = ROOT / "target/release/cname-guard-origin"
@@ -440,7 +440,7 @@ class Bench:
             # Its own Envoy: the deny path must not leave C's VM in another state.
             EnvoySpec("X", "wasm", GUARD_WASM, self.guard_cfg),
             EnvoySpec("N", "native:cname_guard", None, self.guard_cfg),
-            EnvoySpec("N0", "native:cname_guard_bench_noop", None, {}),
+            EnvoySpec("N0", "native:cname_guard_bench_noop_native", None, {}),
         ]
         workloads = [
             Workload("A", "Envoy, router only (ceiling)", "A", host=CACHED_HOST),

@@ -32,7 +32,7 @@ KINDS = {
     "A": ("router", None, None),
     "B": ("wasm", bench.NOOP_WASM, "noop"),
     "C": ("wasm", bench.GUARD_WASM, "guard"),
-    "N0": ("native:cname_guard_bench_noop", None, "noop"),
+    "N0": ("native:cname_guard_bench_noop_native", None, "noop"),
     "N": ("native:cname_guard", None, "guard"),
 }
 

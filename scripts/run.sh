@@ -29,8 +29,8 @@ wait_http http://127.0.0.1:8082/healthz "cname-guard-origin"
 
 # NATIVE=1: the dynamic module (libcname_guard.so) instead of the .wasm.
 if [ "${NATIVE:-}" = 1 ]; then
-  echo "build: native (target/native/libcname_guard.so, envoy/envoy-native.yaml)"
-  ENVOY_DYNAMIC_MODULES_SEARCH_PATH="$PWD/target/native" \
+  echo "build: native (target/native/modules/libcname_guard.so, envoy/envoy-native.yaml)"
+  ENVOY_DYNAMIC_MODULES_SEARCH_PATH="$PWD/target/native/modules" \
     .venv/bin/envoy -c envoy/envoy-native.yaml --disable-hot-restart --concurrency 2 -l warn --component-log-level dynamic_modules:info &
 else
   echo "build: wasm (target/wasm32-wasip1/release/cname_guard.wasm, envoy/envoy.yaml)"

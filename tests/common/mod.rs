@@ -33,7 +33,7 @@ pub fn wasm() -> PathBuf {
 }
 /// The directory holding libcname_guard.so (Envoy's dynamic-module search path).
 pub fn native_dir() -> PathBuf {
-    let so = artifact("CNAME_GUARD_NATIVE", "target/native/libcname_guard.so");
+    let so = artifact("CNAME_GUARD_NATIVE", "target/native/modules/libcname_guard.so");
     so.parent().map(Path::to_path_buf).unwrap_or_default()
 }
 
