@@ -177,11 +177,11 @@ mod tests {
         assert!(matches!(f.join("h", 1, 100, w), Some(Join::Lead)));
         let (seen, w) = probe();
         let Some(Join::Wait(waiter)) = f.join("h", 2, 100, w) else { panic!("should wait") };
-        f.settle("h", 99, (None)); // not the leader: ignored
+        f.settle("h", 99, None); // not the leader: ignored
         assert_eq!(seen.load(Ordering::SeqCst), 0);
-        f.settle("h", 1, (Some(Verdict::Allow("a".into()))));
+        f.settle("h", 1, Some(Verdict::Allow("a".into())));
         assert_eq!(seen.load(Ordering::SeqCst), EV_SETTLED);
-        assert_eq!(*waiter.outcome.lock().expect("lock"), Some((Some(Verdict::Allow("a".into())))));
+        assert_eq!(*waiter.outcome.lock().expect("lock"), Some(Some(Verdict::Allow("a".into()))));
         assert_eq!(f.in_flight(), 0);
     }
 
@@ -204,7 +204,7 @@ mod tests {
         let (seen, w) = probe();
         assert!(matches!(f.join("h", 4, 50, w), Some(Join::Wait(_))));
         f.leave("h", 4);
-        f.settle("h", 2, (None));
+        f.settle("h", 2, None);
         assert_eq!(seen.load(Ordering::SeqCst), 0);
     }
 }
