@@ -14,4 +14,5 @@ pub mod page;
 pub mod policy;
 pub mod ray;
 pub mod respond;
+pub mod stats;
 pub mod verdict;

@@ -3,7 +3,7 @@
 
 use crate::ffi::{self, ConfigHandle, Level, Stream, BODY_CONTINUE, BODY_STOP_AND_BUFFER, HEADERS_CONTINUE, HEADERS_STOP_ITERATION, TRAILERS_CONTINUE, TRAILERS_STOP};
 use crate::flight::{Flights, Join, Wake, Waiter, EV_RETRY, EV_SETTLED, EV_TIMEOUT};
-use crate::metrics::{inc, Metrics};
+use crate::metrics::{self, inc, Metrics};
 use cname_guard_core::accept::{self, Format};
 use cname_guard_core::authority::{self, Authority};
 use cname_guard_core::cache::{Entry, LocalCache};
@@ -69,7 +69,7 @@ impl FilterConfig {
         );
         let st = Arc::new(State {
             cache: RwLock::new(LocalCache::new(cfg.cache.max_entries)),
-            metrics: Metrics::define(c),
+            metrics: metrics::define(c),
             cfg,
             flights: Flights::default(),
             stop: Mutex::new(false),
