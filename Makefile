@@ -8,6 +8,11 @@ VENV := .venv
 ENVOY := $(VENV)/bin/envoy
 ENVOY_VERSION := 1.40.0
 WASM := target/wasm32-wasip1/release/cname_guard.wasm
+# The native build: an Envoy dynamic module, found through the search path.
+NATIVE_DIR := target/native/modules
+NATIVE_SO := $(NATIVE_DIR)/libcname_guard.so
+# The end-to-end suite, run once per build (CNAME_GUARD_BUILD=wasm|native).
+E2E_TESTS := e2e_verdicts e2e_cache e2e_failures faults disconnect
 LOOKUP := target/release/cname-guard-lookup
 ORIGIN := target/release/cname-guard-origin
 # Every Envoy YAML under envoy/ (the compose one included), found by content.
@@ -15,7 +20,7 @@ ENVOY_YAMLS := $(shell grep -rl --include='*.yaml' '^static_resources:' envoy)
 
 export ENVOY_BIN := $(abspath $(ENVOY))
 
-.PHONY: all build wasm services test unit e2e validate run clean deps dns-tools
+.PHONY: all build wasm native services test unit e2e e2e-native validate run clean deps dns-tools
 
 all: build
 
@@ -47,10 +52,20 @@ wasm: .tools/wasm32-wasip1.stamp
 	$(CARGO) build --release --target wasm32-wasip1 -p cname-guard
 	@ls -l $(WASM) | awk '{print "cname_guard.wasm: " $$5 " bytes"}'
 
+# `--profile native` is release with panic=unwind, so every hook can catch a panic.
+native:
+	$(CARGO) build --profile native -p cname-guard-native -p cname-guard-bench-noop-native
+	@mkdir -p $(NATIVE_DIR)
+	@# Renamed into place, never overwritten: a running Envoy keeps its mapping.
+	@cp target/native/libcname_guard_native.so $(NATIVE_SO).tmp && mv -f $(NATIVE_SO).tmp $(NATIVE_SO)
+	@cp target/native/libcname_guard_bench_noop_native.so $(NATIVE_DIR)/.noop.tmp && \
+	  mv -f $(NATIVE_DIR)/.noop.tmp $(NATIVE_DIR)/libcname_guard_bench_noop_native.so
+	@ls -l $(NATIVE_SO) | awk '{print "libcname_guard.so: " $$5 " bytes"}'
+
 services:
 	$(CARGO) build --release -p cname-guard-lookup
 
-build: wasm services
+build: wasm native services
 
 # --- test -------------------------------------------------------------------
 # Every Envoy YAML under envoy/ must pass Envoy's own validation.
@@ -60,19 +75,29 @@ validate: $(ENVOY) wasm
 	@mkdir -p .tools
 	@for f in $(ENVOY_YAMLS); do \
 	  sed -e 's#/etc/envoy/cname_guard.wasm#$(abspath $(WASM))#; s#filename: target/#filename: $(CURDIR)/target/#' $$f > .tools/validate.yaml; \
-	  $(ENVOY) --mode validate -c .tools/validate.yaml --disable-hot-restart -l error >/dev/null \
-	    && echo "valid: $$f" || { echo "INVALID: $$f"; $(ENVOY) --mode validate -c .tools/validate.yaml --disable-hot-restart -l error; exit 1; }; \
+	  ENVOY_DYNAMIC_MODULES_SEARCH_PATH=$(abspath $(NATIVE_DIR)) $(ENVOY) --mode validate -c .tools/validate.yaml --disable-hot-restart -l error >/dev/null \
+	    && echo "valid: $$f" || { echo "INVALID: $$f"; ENVOY_DYNAMIC_MODULES_SEARCH_PATH=$(abspath $(NATIVE_DIR)) $(ENVOY) --mode validate -c .tools/validate.yaml --disable-hot-restart -l error; exit 1; }; \
 	done
 
 unit:
 	$(CARGO) test --workspace --exclude cname-guard-host --lib --bins
 
+# Everything, with the end-to-end suite against the Wasm build, then the
+# same suite against the native build.
 test: deps build validate
 	$(CARGO) test --workspace --no-fail-fast
+	$(MAKE) --no-print-directory e2e-native
+
+e2e: deps build
+	$(CARGO) test -p cname-guard $(addprefix --test ,$(E2E_TESTS))
+
+e2e-native: deps build
+	CNAME_GUARD_BUILD=native $(CARGO) test -p cname-guard $(addprefix --test ,$(E2E_TESTS))
 
 # --- demo -------------------------------------------------------------------
+# NATIVE=1 runs the demo with the native build (envoy/envoy-native.yaml).
 run: deps build
-	@bash scripts/run.sh
+	@NATIVE=$(NATIVE) bash scripts/run.sh
 
 clean:
 	$(CARGO) clean

@@ -2,10 +2,13 @@
 #
 #   make bench            builds, installs wrk/h2load if missing, runs scripts/bench.py:
 #                         A router only, B no-op Wasm, C cname-guard cached, D cache off,
-#                         E ext_authz, plus the 90/10 mix, the deny path and latency;
+#                         E ext_authz, N native cname-guard cached, N0 no-op native module,
+#                         plus the 90/10 mix, the deny path and latency;
 #                         prints the table as it goes and rewrites BENCHMARKS.md's results
 #   make bench-validate   the generated Envoy YAMLs through `envoy --mode validate`
 #   make bench-variants   cname-guard variants built outside the repo (no metrics, ...)
+#   make bench-callgrind  instructions per request (valgrind callgrind) of A, N0, N: deterministic,
+#                         readable on a loaded machine; CALLGRIND_ARGS="--only A,B,C,N0,N"
 #
 #   BENCH_ARGS="--rounds 7 --duration 10"   passed to scripts/bench.py (see --help)
 #   BENCH_FUEL=0                            skip `make fuel` (it compiles wasmtime once)
@@ -14,7 +17,9 @@ BENCH_ARGS ?=
 BENCH_NOOP_WASM := target/wasm32-wasip1/release/cname_guard_bench_noop.wasm
 BENCH_SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: bench bench-tools bench-build bench-validate bench-variants
+CALLGRIND_ARGS ?=
+
+.PHONY: bench bench-tools bench-build bench-validate bench-variants bench-callgrind
 
 # wrk and h2load (Debian: wrk, nghttp2-client); binaryen's wasm-opt is optional.
 bench-tools:
@@ -22,6 +27,7 @@ bench-tools:
 	command -v wrk >/dev/null || missing="$$missing wrk"; \
 	command -v h2load >/dev/null || missing="$$missing nghttp2-client"; \
 	command -v taskset >/dev/null || missing="$$missing util-linux"; \
+	command -v valgrind >/dev/null || missing="$$missing valgrind"; \
 	if [ -n "$$missing" ]; then \
 	  echo "bench: installing$$missing"; \
 	  $(BENCH_SUDO) apt-get update -qq && $(BENCH_SUDO) apt-get install -y -qq $$missing; \
@@ -32,6 +38,9 @@ bench-tools:
 
 bench-build: deps build
 	$(CARGO) build --release --target wasm32-wasip1 -p cname-guard-bench-noop
+
+bench-callgrind: bench-tools bench-build
+	@$(PYTHON) scripts/callgrind.py $(CALLGRIND_ARGS)
 
 bench: bench-tools bench-build
 	@start=$$(date +%s); \

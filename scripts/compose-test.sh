@@ -152,7 +152,7 @@ is() { [[ $1 == "$2" ]] || { echo "     got '$1', want '$2'" >&2; return 1; }; }
 has() { grep -qF -- "$1" "$BODY" || { echo "     body lacks '$1': $(head -c 300 "$BODY")" >&2; return 1; }; }
 ray_ok() { [[ $(header cf-ray) =~ ^[0-9a-f]{16}-ARN$ ]] || { echo "     cf-ray '$(header cf-ray)'" >&2; return 1; }; }
 counter() { # a counter of the filter
-  curl -s --max-time 2 "$ADMIN/stats?filter=wasmcustom" | sed -n "s/^wasmcustom\.cname_guard\.$1: //p"
+  curl -s --max-time 2 "$ADMIN/stats?filter=cname_guard" | sed -n -E "s/^(wasmcustom|dynamicmodulescustom)\.cname_guard\.$1: //p"
 }
 ge() { [[ ${1:-0} -ge $2 ]] || { echo "     got '${1:-}', want >= $2" >&2; return 1; }; }
 

@@ -48,7 +48,15 @@ wait_http http://127.0.0.1:8082/healthz "cname-guard-origin"
 # Something else may answer on those ports: ours must be the ones alive.
 for i in 1 2; do kill -0 "${pids[$i]}" 2>/dev/null || { echo "a demo service exited (port 8081 or 8082 in use?)" >&2; exit 1; }; done
 
-.venv/bin/envoy -c envoy/envoy.yaml --disable-hot-restart --concurrency 2 -l warn --component-log-level wasm:info &
+# NATIVE=1: the dynamic module (libcname_guard.so) instead of the .wasm.
+if [ "${NATIVE:-}" = 1 ]; then
+  echo "build: native (target/native/modules/libcname_guard.so, envoy/envoy-native.yaml)"
+  ENVOY_DYNAMIC_MODULES_SEARCH_PATH="$PWD/target/native/modules" \
+    .venv/bin/envoy -c envoy/envoy-native.yaml --disable-hot-restart --concurrency 2 -l warn --component-log-level dynamic_modules:info &
+else
+  echo "build: wasm (target/wasm32-wasip1/release/cname_guard.wasm, envoy/envoy.yaml)"
+  .venv/bin/envoy -c envoy/envoy.yaml --disable-hot-restart --concurrency 2 -l warn --component-log-level wasm:info &
+fi
 pids+=($!)
 wait_http http://127.0.0.1:9901/ready "envoy"
 

@@ -2,22 +2,12 @@
 //! hostname before routing, and answers like Cloudflare's edge when a
 //! hostname CNAMEs into an account that has not authorized it (Error 1014).
 //!
-//! The decision logic lives in plain modules, tested natively; the
-//! Proxy-Wasm glue (`worker`, `filter`, `shared`, `metrics`) is compiled
-//! for wasm32 only.
+//! The decision logic lives in `cname-guard-core` (crates/core), shared with
+//! the native dynamic module (crates/native); this crate is the Proxy-Wasm
+//! glue (`worker`, `filter`, `shared`, `metrics`), compiled for wasm32 only.
 
-pub mod accept;
-pub mod authority;
-pub mod cache;
-pub mod clock;
-pub mod coalesce;
-pub mod config;
-pub mod json;
-pub mod lookup;
-pub mod page;
-pub mod ray;
-pub mod respond;
-pub mod verdict;
+// The shared logic, under the paths the glue and the tests have always used.
+pub use cname_guard_core::{accept, authority, cache, clock, coalesce, config, json, lookup, page, policy, ray, respond, verdict};
 
 #[cfg(target_arch = "wasm32")]
 mod filter;

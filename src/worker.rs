@@ -9,11 +9,12 @@ use crate::filter::Filter;
 use crate::lookup::{self, Answer, LookupError};
 use crate::metrics::{self, Metrics};
 use crate::page::Problem;
+use crate::policy;
 use crate::ray::RayGen;
 use crate::accept::{self, Format};
 use crate::respond::{self, Reply};
 use crate::shared;
-use crate::verdict::{self, ErrorCode, Verdict};
+use crate::verdict::{self, Verdict};
 use log::{error, info, warn};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -28,8 +29,7 @@ use std::time::{Duration, UNIX_EPOCH};
 /// Tick while requests wait (deadlines), and otherwise (deferred counters).
 const TICK_WAITING: Duration = Duration::from_millis(100);
 const TICK_IDLE: Duration = Duration::from_secs(1);
-/// Beyond the lookup timeout, how long a paused request may wait at most.
-pub const GRACE_MS: u64 = 250;
+pub use crate::policy::GRACE_MS;
 
 /// Queue messages: a local request for a lookup, or another worker's leader
 /// telling us its lookup for a host is done (`W`) or failed (`F`).
@@ -303,21 +303,7 @@ impl Worker {
 
     /// The entry to cache for a lookup result.
     fn entry_for(&self, result: &Result<Answer, LookupError>, now: u64) -> Option<Entry> {
-        let c = &self.cfg.cache;
-        let (verdict, ttl) = match result {
-            Ok(answer @ Answer::Found(r)) => {
-                let ttl = r.ttl.unwrap_or(u64::from(c.ttl_seconds)).min(u64::from(c.ttl_seconds));
-                (Some(verdict::decide(answer)), ttl)
-            }
-            Ok(Answer::Unknown) => (Some(Verdict::Deny(ErrorCode::DnsResolution)), u64::from(c.negative_ttl_seconds)),
-            Err(_) => (None, u64::from(c.failure_ttl_seconds)),
-        };
-        if ttl == 0 {
-            return None;
-        }
-        let fresh_until = now + ttl * 1000;
-        let stale = if verdict.is_some() { u64::from(c.stale_if_error_seconds) * 1000 } else { 0 };
-        Some(Entry { verdict, fresh_until, stale_until: fresh_until + stale })
+        policy::entry_for(&self.cfg.cache, result, now)
     }
 
     fn update_tick(&mut self) {
@@ -619,5 +605,5 @@ pub fn requested_format() -> Format {
 
 pub fn request_id() -> Option<String> {
     let id = hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, "x-request-id").ok().flatten()?;
-    String::from_utf8(id).ok().filter(|s| s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic()))
+    policy::request_id(id)
 }

@@ -3,9 +3,7 @@
 //! lookup service on a fixed port (to restart it where it was), Envoy with an
 //! edited configuration, and Envoy's memory figures.
 
-use super::{
-    envoy_yaml, free_port, lookup_bin, reference_lookup_args, try_get, wait_for, Envoy, EnvoyOpts, Proc, Scratch,
-};
+use super::{lookup_bin, reference_lookup_args, root, try_get, wait_for, Envoy, EnvoyOpts, Proc};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -443,33 +441,10 @@ pub fn kill(mut proc: Proc) {
     let _ = proc.child.wait();
 }
 
-/// Starts Envoy on envoy/envoy.yaml with the test's ports (as `Envoy::start`)
+/// Starts Envoy on the build's YAML with the test's ports (as `Envoy::start`)
 /// after `edit` has changed the YAML text, and waits until it is ready.
-pub fn envoy_edited(opts: &EnvoyOpts, edit: impl FnOnce(String) -> String) -> Envoy {
-    let dir = Scratch::new("envoy-edited");
-    let (port, admin) = (free_port(), free_port());
-    let yaml_path = dir.0.join("envoy.yaml");
-    std::fs::write(&yaml_path, edit(envoy_yaml(opts, port, admin))).expect("write yaml");
-    let log = dir.0.join("envoy.log");
-    let child = Command::new(super::envoy_bin())
-        .arg("-c")
-        .arg(&yaml_path)
-        .args(["--disable-hot-restart", "-l", "info", "--file-flush-interval-msec", "50", "--concurrency"])
-        .arg(opts.concurrency.to_string())
-        .arg("--log-path")
-        .arg(&log)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start envoy");
-    let mut proc = Proc { child, name: "envoy".into() };
-    wait_for("envoy to be ready", Duration::from_secs(30), || {
-        if !proc.alive() {
-            panic!("envoy exited:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
-        }
-        (try_get(admin, "/ready")?.status == 200).then_some(())
-    });
-    Envoy { proc, port, admin, log, _dir: dir }
+pub fn envoy_edited(opts: &EnvoyOpts, edit: impl Fn(String) -> String) -> Envoy {
+    Envoy::start_with(opts, Some(&edit))
 }
 
 /// Inserts `lines` (already indented for a cluster) after the

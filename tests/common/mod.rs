@@ -32,6 +32,50 @@ pub fn envoy_bin() -> PathBuf {
 pub fn wasm() -> PathBuf {
     artifact("CNAME_GUARD_WASM", "target/wasm32-wasip1/release/cname_guard.wasm")
 }
+/// The directory holding libcname_guard.so (Envoy's dynamic-module search path).
+pub fn native_dir() -> PathBuf {
+    let so = artifact("CNAME_GUARD_NATIVE", "target/native/modules/libcname_guard.so");
+    so.parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
+/// Which build of the filter the end-to-end suite runs against:
+/// `CNAME_GUARD_BUILD=wasm` (the default) or `native`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Build {
+    Wasm,
+    Native,
+}
+
+pub fn build() -> Build {
+    match std::env::var("CNAME_GUARD_BUILD").as_deref() {
+        Ok("native") => Build::Native,
+        Ok("wasm") | Err(_) => Build::Wasm,
+        Ok(other) => panic!("CNAME_GUARD_BUILD={other:?}: expected wasm or native"),
+    }
+}
+
+impl Build {
+    /// The shipped Envoy YAML of this build.
+    pub fn yaml(self) -> &'static str {
+        match self {
+            Build::Wasm => "envoy/envoy.yaml",
+            Build::Native => "envoy/envoy-native.yaml",
+        }
+    }
+
+    /// Envoy's stats prefix for the filter's own metrics.
+    pub fn stats_prefix(self) -> &'static str {
+        match self {
+            Build::Wasm => "wasmcustom.",
+            Build::Native => "dynamicmodulescustom.",
+        }
+    }
+}
+
+/// The full `/stats` name of a filter metric (`cname_guard.` + name).
+pub fn stat_name(name: &str) -> String {
+    format!("{}cname_guard.{name}", build().stats_prefix())
+}
 pub fn lookup_bin() -> PathBuf {
     artifact("CNAME_GUARD_LOOKUP", "target/release/cname-guard-lookup")
 }
@@ -162,10 +206,12 @@ pub struct Envoy {
     _dir: Scratch,
 }
 
-/// envoy/envoy.yaml with the ports, the .wasm and the plugin configuration
-/// of a test: the file users run is the file the tests run.
+/// The build's shipped YAML (envoy/envoy.yaml or envoy/envoy-native.yaml)
+/// with the ports, the .wasm and the plugin configuration of a test: the
+/// file users run is the file the tests run.
 pub fn envoy_yaml(opts: &EnvoyOpts, port: u16, admin: u16) -> String {
-    let shipped = std::fs::read_to_string(root().join("envoy/envoy.yaml")).expect("envoy/envoy.yaml");
+    let file = build().yaml();
+    let shipped = std::fs::read_to_string(root().join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
     let mut out = String::new();
     for line in shipped.lines() {
         let line = if line.ends_with("# admin") {
@@ -188,19 +234,27 @@ pub fn envoy_yaml(opts: &EnvoyOpts, port: u16, admin: u16) -> String {
         out.push('\n');
     }
     for marker in ["# admin", "# listener", "# lookup", "# origin", "# plugin-config"] {
-        assert!(shipped.contains(marker), "envoy/envoy.yaml lost its `{marker}` line");
+        assert!(shipped.contains(marker), "{file} lost its `{marker}` line");
     }
     out
 }
 
+/// A change to the YAML text before Envoy reads it (see `Envoy::start_edited`).
+pub type Edit<'a> = &'a dyn Fn(String) -> String;
+
 impl Envoy {
-    fn spawn(opts: &EnvoyOpts) -> (Proc, u16, u16, PathBuf, Scratch) {
+    fn spawn(opts: &EnvoyOpts, edit: Option<Edit>) -> (Proc, u16, u16, PathBuf, Scratch) {
         let dir = Scratch::new("envoy");
         let (port, admin) = (free_port(), free_port());
         let yaml = dir.0.join("envoy.yaml");
-        std::fs::write(&yaml, envoy_yaml(opts, port, admin)).expect("write yaml");
+        let text = envoy_yaml(opts, port, admin);
+        std::fs::write(&yaml, edit.map_or(text.clone(), |e| e(text))).expect("write yaml");
         let log = dir.0.join("envoy.log");
-        let child = Command::new(envoy_bin())
+        let mut cmd = Command::new(envoy_bin());
+        if build() == Build::Native {
+            cmd.env("ENVOY_DYNAMIC_MODULES_SEARCH_PATH", native_dir());
+        }
+        let child = cmd
             .arg("-c")
             .arg(&yaml)
             .args(["--disable-hot-restart", "-l", "info", "--file-flush-interval-msec", "50", "--concurrency"])
@@ -216,7 +270,12 @@ impl Envoy {
 
     /// Starts Envoy and waits until it is ready to serve.
     pub fn start(opts: &EnvoyOpts) -> Envoy {
-        let (mut proc, port, admin, log, dir) = Envoy::spawn(opts);
+        Envoy::start_with(opts, None)
+    }
+
+    /// As `start`, after `edit` has changed the YAML text.
+    pub fn start_with(opts: &EnvoyOpts, edit: Option<Edit>) -> Envoy {
+        let (mut proc, port, admin, log, dir) = Envoy::spawn(opts, edit);
         wait_for("envoy to be ready", Duration::from_secs(30), || {
             if !proc.alive() {
                 panic!("envoy exited:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
@@ -224,12 +283,23 @@ impl Envoy {
             let r = try_get(admin, "/ready")?;
             (r.status == 200).then_some(())
         });
-        Envoy { proc, port, admin, log, _dir: dir }
+        let envoy = Envoy { proc, port, admin, log, _dir: dir };
+        envoy.check_loaded();
+        envoy
+    }
+
+    /// A native module built against another ABI only logs a warning and
+    /// still loads: for the suite that is a failure.
+    fn check_loaded(&self) {
+        if build() == Build::Native {
+            self.wait_log("Dynamic module ABI version v0.2.0 matched.");
+            assert!(!self.log().contains("is deprecated"), "ABI mismatch:\n{}", self.log());
+        }
     }
 
     /// Starts Envoy expecting it to refuse the configuration; returns its log.
     pub fn refused(opts: &EnvoyOpts) -> String {
-        let (mut proc, _port, admin, log, _dir) = Envoy::spawn(opts);
+        let (mut proc, _port, admin, log, _dir) = Envoy::spawn(opts, None);
         let status = wait_for("envoy to exit", Duration::from_secs(30), || {
             if let Some(r) = try_get(admin, "/ready") {
                 if r.status == 200 {
@@ -255,7 +325,7 @@ impl Envoy {
 
     /// A counter or gauge of the filter (`cname_guard.` + name).
     pub fn stat(&self, name: &str) -> u64 {
-        let key = format!("wasmcustom.cname_guard.{name}: ");
+        let key = format!("{}: ", stat_name(name));
         let stats = get(self.admin, "/stats?filter=cname_guard").body_text();
         stats
             .lines()
