@@ -6,15 +6,27 @@
 #                         prints the table as it goes and rewrites BENCHMARKS.md's results
 #   make bench-validate   the generated Envoy YAMLs through `envoy --mode validate`
 #   make bench-variants   cname-guard variants built outside the repo (no metrics, ...)
+#   make bench-callgrind  instructions per request of A, B, C on the direct_response
+#                         route, Envoy under valgrind (deterministic; installs valgrind)
 #
 #   BENCH_ARGS="--rounds 7 --duration 10"   passed to scripts/bench.py (see --help)
 #   BENCH_FUEL=0                            skip `make fuel` (it compiles wasmtime once)
+#   BENCH_QUICK=1                           1 short round of A B C Ad Bd Cd, no perf, no
+#                                           latency, BENCHMARKS.md left alone: checks it works
+#   CALLGRIND_ARGS="--requests 4000 --path /"  passed to scripts/bench_callgrind.py
 
 BENCH_ARGS ?=
+CALLGRIND_ARGS ?=
+ifeq ($(BENCH_QUICK),1)
+BENCH_ARGS := --only A,B,C,Ad,Bd,Cd --rounds 1 --extra-rounds 0 --duration 2 --warmup 1 \
+  --latency-rounds 0 --no-perf --no-write $(BENCH_ARGS)
+BENCH_FUEL ?= 0
+export BENCH_FUEL
+endif
 BENCH_NOOP_WASM := target/wasm32-wasip1/release/cname_guard_bench_noop.wasm
 BENCH_SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: bench bench-tools bench-build bench-validate bench-variants
+.PHONY: bench bench-tools bench-build bench-validate bench-variants bench-callgrind
 
 # wrk and h2load (Debian: wrk, nghttp2-client); binaryen's wasm-opt is optional.
 bench-tools:
@@ -43,3 +55,8 @@ bench-validate: deps bench-build
 
 bench-variants: bench-tools bench-build
 	@bash scripts/bench-variants.sh $(BENCH_ARGS)
+
+bench-callgrind: bench-build
+	@command -v valgrind >/dev/null || { echo "bench: installing valgrind"; \
+	  $(BENCH_SUDO) apt-get update -qq && $(BENCH_SUDO) apt-get install -y -qq valgrind; }
+	@$(PYTHON) scripts/bench_callgrind.py $(CALLGRIND_ARGS)
