@@ -56,12 +56,12 @@ impl Default for CacheConfig {
     }
 }
 
-/// The validated configuration the filter runs with.
 /// The ray-id suffix when `ray.colo` is not set: three capital letters, the
 /// shape of Cloudflare's location codes (`7d8e9f0a1b2c3456-ARN`), naming no
 /// real location.
 pub const DEFAULT_COLO: &str = "EDG";
 
+/// The validated configuration the filter runs with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     pub cluster: String,
