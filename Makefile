@@ -50,6 +50,8 @@ deps: $(ENVOY) .tools/wasm32-wasip1.stamp dns-tools
 # --- build ------------------------------------------------------------------
 wasm: .tools/wasm32-wasip1.stamp
 	$(CARGO) build --release --target wasm32-wasip1 -p cname-guard
+	@# Cargo puts its own copy back on every build: unexport after each one.
+	@$(PYTHON) scripts/wasm-unexport.py $(WASM)
 	@ls -l $(WASM) | awk '{print "cname_guard.wasm: " $$5 " bytes"}'
 
 # `--profile native` is release with panic=unwind, so every hook can catch a panic.

@@ -7,13 +7,23 @@
 #                         prints the table as it goes and rewrites BENCHMARKS.md's results
 #   make bench-validate   the generated Envoy YAMLs through `envoy --mode validate`
 #   make bench-variants   cname-guard variants built outside the repo (no metrics, ...)
-#   make bench-callgrind  instructions per request (valgrind callgrind) of A, N0, N: deterministic,
-#                         readable on a loaded machine; CALLGRIND_ARGS="--only A,B,C,N0,N"
+#   make bench-callgrind  instructions per request of A, B, C, N0, N on the direct_response
+#                         route, Envoy under valgrind (deterministic; installs valgrind)
 #
 #   BENCH_ARGS="--rounds 7 --duration 10"   passed to scripts/bench.py (see --help)
 #   BENCH_FUEL=0                            skip `make fuel` (it compiles wasmtime once)
+#   BENCH_QUICK=1                           1 short round of A B C Ad Bd Cd, no perf, no
+#                                           latency, BENCHMARKS.md left alone: checks it works
+#   CALLGRIND_ARGS="--requests 4000 --path /"  passed to scripts/bench_callgrind.py
 
 BENCH_ARGS ?=
+CALLGRIND_ARGS ?=
+ifeq ($(BENCH_QUICK),1)
+BENCH_ARGS := --only A,B,C,Ad,Bd,Cd --rounds 1 --extra-rounds 0 --duration 2 --warmup 1 \
+  --latency-rounds 0 --no-perf --no-write $(BENCH_ARGS)
+BENCH_FUEL ?= 0
+export BENCH_FUEL
+endif
 BENCH_NOOP_WASM := target/wasm32-wasip1/release/cname_guard_bench_noop.wasm
 BENCH_SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -39,9 +49,6 @@ bench-tools:
 bench-build: deps build
 	$(CARGO) build --release --target wasm32-wasip1 -p cname-guard-bench-noop
 
-bench-callgrind: bench-tools bench-build
-	@$(PYTHON) scripts/callgrind.py $(CALLGRIND_ARGS)
-
 bench: bench-tools bench-build
 	@start=$$(date +%s); \
 	$(PYTHON) scripts/bench.py $(BENCH_ARGS); rc=$$?; \
@@ -52,3 +59,8 @@ bench-validate: deps bench-build
 
 bench-variants: bench-tools bench-build
 	@bash scripts/bench-variants.sh $(BENCH_ARGS)
+
+bench-callgrind: bench-build
+	@command -v valgrind >/dev/null || { echo "bench: installing valgrind"; \
+	  $(BENCH_SUDO) apt-get update -qq && $(BENCH_SUDO) apt-get install -y -qq valgrind; }
+	@$(PYTHON) scripts/bench_callgrind.py $(CALLGRIND_ARGS)

@@ -89,6 +89,7 @@ PY
     tail -30 "$work/$v/build.log" >&2; echo "variant $v did not build" >&2; exit 1
   fi
   cp "$built" "$work/wasm/$v.wasm"
+  python3 scripts/wasm-unexport.py "$work/wasm/$v.wasm" >/dev/null   # as `make wasm` does
   rm -f "$built"
   echo "   $work/wasm/$v.wasm ($(stat -c %s "$work/wasm/$v.wasm") bytes)"
 done

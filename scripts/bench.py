@@ -12,6 +12,8 @@ filter in front of the router:
   E  Envoy's native ext_authz HTTP filter -> cname-guard-lookup /ext_authz
   M  cname-guard, 90% cached host / 10% new hosts
   X  cname-guard, deny path (Error 1014 page) for a cached host
+  Ad, Bd, Cd  A, B and C on a direct_response route (same Envoys, path
+     /bench-direct): no upstream, so Envoy and the filter alone
 
 Each Envoy runs with --concurrency 1 pinned to one core, the load generator
 (wrk, h2load), the origin and the lookup service on the other. Runs are
@@ -67,7 +69,10 @@ END = "<!-- bench:results:end -->"
 CACHED_HOST = "www.saas.example"
 DENY_HOST = "custom.myclientsite.com"
 ACCOUNT = "acct-saas"
-BUILTIN = {"A", "B", "C", "D", "E", "M", "X", "N", "N0"}
+BUILTIN = {"A", "B", "C", "D", "E", "M", "X", "N", "N0", "Ad", "Bd", "Cd"}
+# The route of the direct-response workloads, answered by Envoy itself.
+DIRECT_PATH = "/bench-direct"
+DIRECT_BODY = "direct"
 DISTURBED = 0.15   # a run is left out when other processes took more of Envoy's core
 MIN_CLEAN = 3      # ... as long as this many undisturbed runs remain
 
@@ -266,6 +271,14 @@ def envoy_yaml(kind: str, *, port: int, admin: int, lookup_port: int, origin_por
     else:
         raise ValueError(kind)
     lines = lines[:start] + block + lines[end:]
+    # A direct_response route before the proxied one: the filter runs the
+    # same, the router answers without an upstream.
+    route = next((i for i, l in enumerate(lines) if re.fullmatch(r'\s*- match: \{ prefix: "/" \}\s*', l)), None)
+    if route is None:
+        raise RuntimeError('envoy/envoy.yaml: no `- match: { prefix: "/" }` route')
+    ind = lines[route][: len(lines[route]) - len(lines[route].lstrip())]
+    lines[route:route] = [f'{ind}- match: {{ path: "{DIRECT_PATH}" }}',
+                          f'{ind}  direct_response: {{ status: 200, body: {{ inline_string: "{DIRECT_BODY}" }} }}']
     subs = {"# admin": ("port_value: 9901", admin), "# listener": ("port_value: 10000", port),
             "# lookup": ("port_value: 8081", lookup_port), "# origin": ("port_value: 8082", origin_port)}
     seen = set()
@@ -310,6 +323,7 @@ class Workload:
     expect_status: int = 200
     expect_account: str | None = None
     check_account: bool = True
+    path: str = "/"                 # DIRECT_PATH: Envoy answers itself
 
 
 @dataclass
@@ -453,11 +467,15 @@ class Bench:
             Workload("X", "cname-guard, deny 1014 page, cached host", "X", host=DENY_HOST, expect_status=409),
             Workload("N", "cname-guard native module, host cached", "N", host=CACHED_HOST, expect_account=ACCOUNT),
             Workload("N0", "no-op native module (reads :authority)", "N0", host=CACHED_HOST, check_account=False),
+            Workload("Ad", "A on a direct_response route", "A", host=CACHED_HOST, path=DIRECT_PATH),
+            Workload("Bd", "B on a direct_response route", "B", host=CACHED_HOST, path=DIRECT_PATH),
+            Workload("Cd", "C on a direct_response route", "C", host=CACHED_HOST, path=DIRECT_PATH,
+                     expect_account=ACCOUNT),
         ]
         for v in args.variant:
             name, _, path = v.partition("=")
             if not name or name in BUILTIN or not path or not Path(path).is_file():
-                raise SystemExit(f"--variant wants NAME=PATH.wasm (NAME not one of A B C D E M X), got {v!r}")
+                raise SystemExit(f"--variant wants NAME=PATH.wasm (NAME not one of {' '.join(sorted(BUILTIN))}), got {v!r}")
             specs.append(EnvoySpec(name, "wasm", Path(path).resolve(), self.guard_cfg))
             workloads.append(Workload(name, f"variant {name} ({Path(path).name}), host cached", name,
                                       host=CACHED_HOST, check_account=False))
@@ -518,10 +536,13 @@ class Bench:
         """One request by hand: the workload does what it says."""
         e = self.envoys[w.envoy]
         host = w.host or f"check-{self.run_id}.tenants.saas.example"
-        status, headers, body = http_get(e.port, "/", host=host)
+        status, headers, body = http_get(e.port, w.path, host=host)
         if status != w.expect_status:
             raise RuntimeError(f"{w.key}: Host {host} answered {status}, expected {w.expect_status}: {body[:300]!r}")
-        if w.expect_status == 200:
+        if w.path == DIRECT_PATH:
+            if body != DIRECT_BODY.encode():
+                raise RuntimeError(f"{w.key}: the direct_response route answered {body[:300]!r}")
+        elif w.expect_status == 200:
             echo = json.loads(body)
             if echo.get("host") != host or (w.check_account and echo.get("account") != w.expect_account):
                 raise RuntimeError(f"{w.key}: the origin saw {echo}, expected host {host} account {w.expect_account}")
@@ -567,7 +588,7 @@ class Bench:
             argv += ["-s", str(WRK_DIR / w.script)]
         else:
             argv += ["-H", f"Host: {w.host}"]
-        argv.append(f"http://127.0.0.1:{e.port}/")
+        argv.append(f"http://127.0.0.1:{e.port}{w.path}")
         env = dict(os.environ, BENCH_HOST_PREFIX=f"{tag}-{self.run_id}-{w.key.lower()}-{time.monotonic_ns() % 10**9}")
         rc, out, err = self.procs.run(f"wrk {w.key}", pinned(self.load_cpu, argv), timeout=duration + 60, env=env)
         if rc != 0:
@@ -686,7 +707,7 @@ class Bench:
                 total += 1
                 log(f"   fewer than {MIN_CLEAN} undisturbed runs of {' '.join(short)}: one more round")
         if self.args.perf and perf_works():
-            keys = [w for w in self.workloads if w.key in ("A", "B", "C", "X", "N") or w.key not in BUILTIN]
+            keys = [w for w in self.workloads if w.key in ("A", "B", "C", "X", "N", "Ad", "Bd", "Cd") or w.key not in BUILTIN]
             log(f"== perf record -e cpu-clock on Envoy, one uncounted run each of [{' '.join(w.key for w in keys)}]")
             for w in keys:
                 self.results.perf[w.key] = self.profile(w)
@@ -757,12 +778,12 @@ class Bench:
         return out
 
     def ratio_table(self) -> list[str]:
-        targets = {("C", "B"): ">= 0.95", ("C", "E"): ">= 3", ("N", "A"): "N - A <= 5 µs Envoy CPU"}
+        targets = {("C", "B"): ">= 0.95", ("C", "E"): ">= 3", ("N", "A"): "N - A <= 5 µs Envoy CPU", ("Cd", "Bd"): ">= 0.95"}
         rows = ["| ratio | throughput (req/s medians) | from Envoy CPU/req (capacity of Envoy's core) "
                 "| same, per round: median (min-max) | from Envoy + lookup service CPU/req | target |",
                 "|---|---|---|---|---|---|"]
         for num, den in (("B", "A"), ("C", "A"), ("C", "B"), ("C", "E"), ("D", "E"), ("M", "C"), ("X", "C"),
-                         ("N0", "A"), ("N", "A"), ("N", "C")):
+                         ("N0", "A"), ("N", "A"), ("N", "C"), ("Bd", "Ad"), ("Cd", "Ad"), ("Cd", "Bd")):
             rn, rd = self.med(num, "rps"), self.med(den, "rps")
             cn, cd = self.med(num, "cpu_ns_per_req"), self.med(den, "cpu_ns_per_req")
             if None in (rn, rd, cn, cd):
@@ -984,7 +1005,7 @@ def main() -> int:
     p.add_argument("--no-pin", action="store_true", help="do not use taskset")
     p.add_argument("--no-perf", dest="perf", action="store_false",
                    help="skip the uncounted `perf record` runs (where Envoy's CPU goes, by DSO)")
-    p.add_argument("--only", help="comma-separated workloads (A,B,C,D,E,M,X and variants)")
+    p.add_argument("--only", help="comma-separated workloads (A,B,C,D,E,M,X,Ad,Bd,Cd and variants)")
     p.add_argument("--variant", action="append", default=[], metavar="NAME=WASM",
                    help="an extra configuration: this .wasm with cname-guard's configuration, host cached")
     p.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")

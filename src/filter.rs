@@ -19,15 +19,18 @@ pub struct Filter {
     ctx: u32,
     worker: Rc<RefCell<Worker>>,
     cfg: Rc<Config>,
+    /// Set when the request was paused for a lookup: only then is there
+    /// anything in the worker to forget or to hold a body back for.
+    paused: bool,
 }
 
 impl Filter {
     pub fn new(ctx: u32, worker: Rc<RefCell<Worker>>, cfg: Rc<Config>) -> Filter {
-        Filter { ctx, worker, cfg }
+        Filter { ctx, worker, cfg, paused: false }
     }
 
     fn waiting(&self) -> bool {
-        self.worker.try_borrow().map(|w| w.is_waiting(self.ctx)).unwrap_or(false)
+        self.paused && self.worker.try_borrow().map(|w| w.is_waiting(self.ctx)).unwrap_or(false)
     }
 }
 
@@ -91,6 +94,7 @@ impl HttpContext for Filter {
         let deadline = now + w.cfg.timeout.as_millis() as u64 + worker::GRACE_MS;
         let waiter = Waiter { ctx: self.ctx, format, request_id: rid.clone(), deadline };
         if w.wait(&host, waiter) {
+            self.paused = true;
             return Action::Pause;
         }
         let act = w.failure(&host, format, rid.as_deref());
@@ -118,6 +122,9 @@ impl HttpContext for Filter {
 
 impl Drop for Filter {
     fn drop(&mut self) {
+        if !self.paused {
+            return;
+        }
         if let Ok(mut w) = self.worker.try_borrow_mut() {
             w.forget(self.ctx);
         }

@@ -13,7 +13,7 @@
 mod common;
 
 use common::fake::{self, FakeLookup, Reply as FakeReply};
-use common::load::{self, Conn, Gen, Load, Reply, Target};
+use common::load::{self, Conn, Gen, Load, Reply, Report, Target};
 use common::*;
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -138,6 +138,17 @@ fn in_time(r: &Reply) -> Result<(), String> {
     Ok(())
 }
 
+/// `clients` keep-alive clients for `ms`, every answer checked.
+fn load_for(
+    port: u16,
+    clients: usize,
+    ms: u64,
+    gen: Arc<Gen>,
+    check: impl Fn(&Target, &Reply) -> Result<(), String> + Send + Sync + 'static,
+) -> Report {
+    Load::run_for(port, clients, CLIENT_TIMEOUT, Duration::from_millis(ms), gen, Arc::new(check))
+}
+
 /// Polls with single requests until `ok` holds for a fresh host.
 fn wait_until(what: &str, port: u16, limit: Duration, host: impl Fn(u64) -> String, ok: impl Fn(&Reply) -> bool) {
     let mut conn = Conn::new(port, CLIENT_TIMEOUT);
@@ -199,15 +210,7 @@ fn survive(what: &str, mode: Mode, clients: usize, fault: impl Fn(&str) -> FakeR
     let salt = load::run_salt();
 
     state.store(FAULTY, Ordering::SeqCst);
-    let check = move |t: &Target, r: &Reply| check_fake(t, r, mode, true);
-    let during = Load::run_for(
-        envoy.port,
-        clients,
-        CLIENT_TIMEOUT,
-        Duration::from_millis(1500),
-        fake_gen(salt),
-        Arc::new(check),
-    );
+    let during = load_for(envoy.port, clients, 1500, fake_gen(salt), move |t, r| check_fake(t, r, mode, true));
     eprintln!("{what} ({}), during the fault:\n{during}", mode.name());
     during.assert_clean(what);
     assert!(envoy.stat(failure_stat(mode)) > 0, "{what}: no request met the fault");
@@ -222,15 +225,7 @@ fn survive(what: &str, mode: Mode, clients: usize, fault: impl Fn(&str) -> FakeR
         |i| format!("heal-{i}-{salt}.new.example"),
         |r| is_allowed(r, "acct-f").is_ok(),
     );
-    let check = move |t: &Target, r: &Reply| check_fake(t, r, mode, false);
-    let after = Load::run_for(
-        envoy.port,
-        clients,
-        CLIENT_TIMEOUT,
-        Duration::from_millis(1000),
-        fake_gen(salt ^ 1),
-        Arc::new(check),
-    );
+    let after = load_for(envoy.port, clients, 1000, fake_gen(salt ^ 1), move |t, r| check_fake(t, r, mode, false));
     eprintln!("{what} ({}), after recovery:\n{after}", mode.name());
     after.assert_clean(&format!("{what}, after recovery"));
     eprintln!("{what} ({}): survived in {:?}", mode.name(), started.elapsed());
@@ -323,13 +318,35 @@ fn new_host_allowed(r: &Reply) -> bool {
     is_allowed(r, "acct-saas").is_ok()
 }
 
-fn kill_and_restart(mode: Mode) {
+/// The real lookup service behind Envoy under load, killed and restarted
+/// on its port: what every such scenario shares. `cluster` (YAML lines)
+/// is added to the lookup cluster; `outage` runs once the service is
+/// killed and waits until the fault shows; `back` once it runs again.
+/// Returns the report of the load through it all.
+fn registry_outage(
+    what: &str,
+    mode: Mode,
+    cluster: Option<&str>,
+    outage: impl FnOnce(&Envoy, u64),
+    back: impl Fn(&Envoy),
+) -> Report {
     let started = Instant::now();
     let (lookup, lookup_port) = reference_lookup();
     let (_origin, origin_port) = origin();
-    let envoy = start_envoy(lookup_port, origin_port, mode, 2);
+    let envoy = match cluster {
+        None => start_envoy(lookup_port, origin_port, mode, 2),
+        Some(lines) => {
+            let cfg = plugin_config(
+                json!({"lookup": {"timeout_ms": TIMEOUT_MS}, "failure_mode": mode.name(), "retry_after_seconds": 3}),
+            );
+            let mut opts = EnvoyOpts::new(cfg, lookup_port, origin_port);
+            opts.concurrency = 2;
+            load::envoy_edited(&opts, |y| load::edit_cluster(y, "cname_guard_lookup", lines))
+        }
+    };
+    back(&envoy);
     for (host, status) in CACHED {
-        assert_eq!(envoy.request(host).status, status, "warm-up {host}");
+        assert_eq!(envoy.request(host).status, status, "{what}: warm-up {host}");
     }
     let salt = load::run_salt();
     let check = move |t: &Target, r: &Reply| check_registry(t, r, mode, true);
@@ -337,18 +354,13 @@ fn kill_and_restart(mode: Mode) {
     load.wait_served(200, Duration::from_secs(10));
 
     load::kill(lookup);
-    wait_until(
-        "the outage to show",
-        envoy.port,
-        Duration::from_secs(10),
-        |i| format!("probe-{i}-{salt}.tenants.saas.example"),
-        |r| is_failure_mode(r, mode).is_ok(),
-    );
+    outage(&envoy, salt);
     load.wait_served(3000, Duration::from_secs(20));
 
     let lookup = load::reference_lookup_on(lookup_port, Duration::from_secs(10));
+    back(&envoy);
     wait_until(
-        "recovery after the restart",
+        &format!("{what}: recovery after the restart"),
         envoy.port,
         RECOVERY,
         |i| format!("back-{i}-{salt}.tenants.saas.example"),
@@ -356,42 +368,53 @@ fn kill_and_restart(mode: Mode) {
     );
     load.wait_served(200, Duration::from_secs(10));
     let through = load.stop();
-    eprintln!("lookup killed and restarted ({}):\n{through}", mode.name());
-    through.assert_clean("lookup killed and restarted");
-    assert!(envoy.stat(failure_stat(mode)) > 0, "no request met the outage");
-    assert!(envoy.stat("lookup.failed") > 0);
+    eprintln!("{what} ({}):\n{through}", mode.name());
+    through.assert_clean(what);
+    assert!(envoy.stat(failure_stat(mode)) > 0, "{what}: no request met the outage");
+    assert!(envoy.stat("lookup.failed") > 0, "{what}: no lookup failed");
 
-    let check = move |t: &Target, r: &Reply| check_registry(t, r, mode, false);
-    let after = Load::run_for(
-        envoy.port,
-        CLIENTS,
-        CLIENT_TIMEOUT,
-        Duration::from_millis(1000),
-        registry_gen(salt ^ 1),
-        Arc::new(check),
-    );
-    eprintln!("after the restart ({}):\n{after}", mode.name());
-    after.assert_clean("after the restart");
+    let after =
+        load_for(envoy.port, CLIENTS, 1000, registry_gen(salt ^ 1), move |t, r| check_registry(t, r, mode, false));
+    eprintln!("{what}, after the restart ({}):\n{after}", mode.name());
+    after.assert_clean(&format!("{what}, after the restart"));
     drop(lookup);
-    eprintln!("lookup killed and restarted ({}): survived in {:?}", mode.name(), started.elapsed());
+    eprintln!("{what} ({}): survived in {:?}", mode.name(), started.elapsed());
+    through
 }
 
 #[test]
 fn lookup_killed_during_load_and_restarted() {
-    kill_and_restart(Mode::Deny);
-    kill_and_restart(Mode::Allow);
+    for mode in [Mode::Deny, Mode::Allow] {
+        registry_outage(
+            "lookup killed and restarted",
+            mode,
+            None,
+            |envoy, salt| {
+                wait_until(
+                    "the outage to show",
+                    envoy.port,
+                    Duration::from_secs(10),
+                    |i| format!("probe-{i}-{salt}.tenants.saas.example"),
+                    |r| is_failure_mode(r, mode).is_ok(),
+                )
+            },
+            |_| {},
+        );
+    }
+}
+
+fn healthy_endpoints(envoy: &Envoy) -> Option<u64> {
+    stats(envoy.admin).get("cluster.cname_guard_lookup.membership_healthy").copied()
+}
+
+fn none_healthy(envoy: &Envoy) -> u64 {
+    stats(envoy.admin).get("cluster.cname_guard_lookup.upstream_cx_none_healthy").copied().unwrap_or(0)
 }
 
 /// The lookup cluster with active health checks and no panic routing: once
 /// the service is down the cluster has no healthy endpoint at all.
 #[test]
 fn lookup_cluster_with_no_healthy_endpoints() {
-    let started = Instant::now();
-    let (lookup, lookup_port) = reference_lookup();
-    let (_origin, origin_port) = origin();
-    let cfg = plugin_config(json!({"lookup": {"timeout_ms": TIMEOUT_MS}, "retry_after_seconds": 3}));
-    let mut opts = EnvoyOpts::new(cfg, lookup_port, origin_port);
-    opts.concurrency = 2;
     let hc = "    health_checks:\n\
               \x20   - timeout: 0.25s\n\
               \x20     interval: 0.1s\n\
@@ -401,72 +424,38 @@ fn lookup_cluster_with_no_healthy_endpoints() {
               \x20     http_health_check: { path: /healthz }\n\
               \x20   common_lb_config:\n\
               \x20     healthy_panic_threshold: { value: 0 }\n";
-    let envoy = load::envoy_edited(&opts, |y| load::edit_cluster(y, "cname_guard_lookup", hc));
-    let healthy = |envoy: &Envoy| stats(envoy.admin).get("cluster.cname_guard_lookup.membership_healthy").copied();
-    wait_for("the lookup endpoint to be healthy", Duration::from_secs(10), || (healthy(&envoy)? == 1).then_some(()));
-    for (host, status) in CACHED {
-        assert_eq!(envoy.request(host).status, status, "warm-up {host}");
-    }
-    let salt = load::run_salt();
-    let check = move |t: &Target, r: &Reply| check_registry(t, r, Mode::Deny, true);
-    let load = Load::start(envoy.port, CLIENTS, CLIENT_TIMEOUT, registry_gen(salt), Arc::new(check));
-    load.wait_served(200, Duration::from_secs(10));
-
-    load::kill(lookup);
-    wait_for("no healthy lookup endpoint", Duration::from_secs(10), || (healthy(&envoy)? == 0).then_some(()));
-    // Workers learn of the health change shortly after the main thread:
-    // poll until callouts meet the empty cluster.
-    let none_healthy = |envoy: &Envoy| {
-        stats(envoy.admin).get("cluster.cname_guard_lookup.upstream_cx_none_healthy").copied().unwrap_or(0)
+    let outage = |envoy: &Envoy, salt: u64| {
+        wait_for("no healthy lookup endpoint", Duration::from_secs(10), || {
+            (healthy_endpoints(envoy)? == 0).then_some(())
+        });
+        // Workers learn of the health change shortly after the main thread:
+        // poll until callouts meet the empty cluster.
+        wait_until(
+            "callouts to meet an empty cluster",
+            envoy.port,
+            Duration::from_secs(10),
+            |i| format!("probe-{i}-{salt}.tenants.saas.example"),
+            |r| {
+                assert_eq!(is_failure_mode(r, Mode::Deny), Ok(()));
+                none_healthy(envoy) > 0
+            },
+        );
+        // Without a healthy endpoint Envoy fails the callout at once: far
+        // quicker than the lookup timeout.
+        let mut conn = Conn::new(envoy.port, CLIENT_TIMEOUT);
+        let before = none_healthy(envoy);
+        for i in 0..20 {
+            let r = conn.get(&format!("fast-{i}-{salt}.tenants.saas.example"), &[]).expect("answer");
+            assert_eq!(is_failure_mode(&r, Mode::Deny), Ok(()));
+            assert!(r.elapsed < Duration::from_millis(TIMEOUT_MS), "no healthy upstream took {:?}", r.elapsed);
+        }
+        assert!(none_healthy(envoy) >= before + 20, "callouts went somewhere: {}", none_healthy(envoy) - before);
     };
-    wait_until(
-        "callouts to meet an empty cluster",
-        envoy.port,
-        Duration::from_secs(10),
-        |i| format!("probe-{i}-{salt}.tenants.saas.example"),
-        |r| {
-            assert_eq!(is_failure_mode(r, Mode::Deny), Ok(()));
-            none_healthy(&envoy) > 0
-        },
-    );
-    // Without a healthy endpoint Envoy fails the callout at once: far
-    // quicker than the lookup timeout.
-    let mut conn = Conn::new(envoy.port, CLIENT_TIMEOUT);
-    let before = none_healthy(&envoy);
-    for i in 0..20 {
-        let r = conn.get(&format!("fast-{i}-{salt}.tenants.saas.example"), &[]).expect("answer");
-        assert_eq!(is_failure_mode(&r, Mode::Deny), Ok(()));
-        assert!(r.elapsed < Duration::from_millis(TIMEOUT_MS), "no healthy upstream took {:?}", r.elapsed);
-    }
-    assert!(none_healthy(&envoy) >= before + 20, "callouts went somewhere: {}", none_healthy(&envoy) - before);
-    load.wait_served(3000, Duration::from_secs(20));
-
-    let lookup = load::reference_lookup_on(lookup_port, Duration::from_secs(10));
-    wait_for("the lookup endpoint to be healthy again", RECOVERY, || (healthy(&envoy)? == 1).then_some(()));
-    wait_until(
-        "recovery after the restart",
-        envoy.port,
-        RECOVERY,
-        |i| format!("back-{i}-{salt}.tenants.saas.example"),
-        new_host_allowed,
-    );
-    load.wait_served(200, Duration::from_secs(10));
-    let through = load.stop();
-    eprintln!("no healthy endpoints:\n{through}\n(upstream_cx_none_healthy {})", none_healthy(&envoy));
-    through.assert_clean("no healthy endpoints");
+    let back = |envoy: &Envoy| {
+        wait_for("the lookup endpoint to be healthy", RECOVERY, || (healthy_endpoints(envoy)? == 1).then_some(()))
+    };
+    let through = registry_outage("no healthy endpoints", Mode::Deny, Some(hc), outage, back);
     assert!(through.count("new", 503) > 0, "no request met the outage");
-    let check = move |t: &Target, r: &Reply| check_registry(t, r, Mode::Deny, false);
-    let after = Load::run_for(
-        envoy.port,
-        CLIENTS,
-        CLIENT_TIMEOUT,
-        Duration::from_millis(1000),
-        registry_gen(salt ^ 1),
-        Arc::new(check),
-    );
-    after.assert_clean("after the endpoint is healthy again");
-    drop(lookup);
-    eprintln!("no healthy endpoints: survived in {:?}", started.elapsed());
 }
 
 // --- identities that must never become a header ----------------------------

@@ -56,6 +56,11 @@ impl Default for CacheConfig {
     }
 }
 
+/// The ray-id suffix when `ray.colo` is not set: three capital letters, the
+/// shape of Cloudflare's location codes (`7d8e9f0a1b2c3456-ARN`), naming no
+/// real location.
+pub const DEFAULT_COLO: &str = "EDG";
+
 /// The validated configuration the filter runs with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -201,7 +206,7 @@ impl Config {
             Some(r) => r.string("colo")?,
             None => None,
         }
-        .unwrap_or_else(|| "EDGE".into());
+        .unwrap_or_else(|| DEFAULT_COLO.into());
         if colo.is_empty() || colo.len() > 8 || !colo.bytes().all(|b| b.is_ascii_alphanumeric()) {
             return Err(err("ray.colo", "must be 1 to 8 letters or digits"));
         }
@@ -283,6 +288,8 @@ mod tests {
         assert_eq!(c.failure_mode, FailureMode::Deny);
         assert_eq!(c.status_on_error, 503);
         assert_eq!(c.ray_header, "cf-ray");
+        assert_eq!(c.colo, "EDG");
+        assert!(c.colo.len() == 3 && c.colo.bytes().all(|b| b.is_ascii_uppercase()));
         assert_eq!(c.server_header, "cloudflare");
         assert_eq!(c.account_header, "x-cname-guard-account");
         assert_eq!(c.status(ErrorCode::CnameCrossUser), 409);

@@ -63,6 +63,15 @@ fn build_filter() -> Result<PathBuf, String> {
     if !wasm.exists() {
         return Err(format!("cargo built the filter but {} is missing", wasm.display()));
     }
+    // As `make wasm` does: the callbacks the filter does not use are unexported.
+    let out = Command::new(std::env::var("PYTHON").unwrap_or_else(|_| "python3".into()))
+        .arg(ws.join("scripts/wasm-unexport.py"))
+        .arg(&wasm)
+        .output()
+        .map_err(|e| format!("could not run python3 scripts/wasm-unexport.py: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("scripts/wasm-unexport.py failed:\n{}", String::from_utf8_lossy(&out.stderr)));
+    }
     // Cargo leaves an up-to-date artifact untouched; mark it checked so the next test
     // binary does not run cargo again.
     if let Ok(f) = std::fs::File::options().append(true).open(&wasm) {

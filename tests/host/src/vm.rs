@@ -423,10 +423,12 @@ struct Exports {
     configure: TypedFunc<(i32, i32), i32>,
     request_headers: TypedFunc<(i32, i32, i32), i32>,
     request_body: Option<TypedFunc<(i32, i32, i32), i32>>,
-    response_headers: TypedFunc<(i32, i32, i32), i32>,
+    // Optional like in Envoy (proxy-wasm-cpp-host): a callback the module does not
+    // export is skipped (headers continue, done is true).
+    response_headers: Option<TypedFunc<(i32, i32, i32), i32>>,
     response_body: Option<TypedFunc<(i32, i32, i32), i32>>,
-    log: TypedFunc<i32, ()>,
-    done: TypedFunc<i32, i32>,
+    log: Option<TypedFunc<i32, ()>>,
+    done: Option<TypedFunc<i32, i32>>,
     delete: TypedFunc<i32, ()>,
     http_call_response: Option<CallResponseFn>,
     tick: Option<TypedFunc<i32, ()>>,
@@ -543,10 +545,10 @@ impl Vm {
             configure: req!("proxy_on_configure"),
             request_headers: req!("proxy_on_request_headers"),
             request_body: opt!("proxy_on_request_body"),
-            response_headers: req!("proxy_on_response_headers"),
+            response_headers: opt!("proxy_on_response_headers"),
             response_body: opt!("proxy_on_response_body"),
-            log: req!("proxy_on_log"),
-            done: req!("proxy_on_done"),
+            log: opt!("proxy_on_log"),
+            done: opt!("proxy_on_done"),
             delete: req!("proxy_on_delete"),
             http_call_response: opt!("proxy_on_http_call_response"),
             tick: opt!("proxy_on_tick"),
@@ -762,12 +764,9 @@ impl Vm {
         s.response_headers = map;
         s.response_open = true;
         let n = s.response_headers.len() as i32;
-        self.call(
-            "proxy_on_response_headers",
-            ctx,
-            self.exports.response_headers.clone(),
-            (ctx as i32, n, eos as i32),
-        )?;
+        if let Some(f) = self.exports.response_headers.clone() {
+            self.call("proxy_on_response_headers", ctx, f, (ctx as i32, n, eos as i32))?;
+        }
         let s = self.stream_mut(ctx);
         s.response_open = false;
         let mut body = body;
@@ -804,10 +803,15 @@ impl Vm {
     fn complete(&mut self, ctx: u32) -> Result<(), GuestError> {
         let s = self.stream_mut(ctx);
         s.log_phase = true;
-        let r = self.call("proxy_on_log", ctx, self.exports.log.clone(), ctx as i32);
+        let r = match self.exports.log.clone() {
+            Some(f) => self.call("proxy_on_log", ctx, f, ctx as i32),
+            None => Ok(()),
+        };
         self.stream_mut(ctx).log_phase = false;
         r?;
-        self.call("proxy_on_done", ctx, self.exports.done.clone(), ctx as i32)?;
+        if let Some(f) = self.exports.done.clone() {
+            self.call("proxy_on_done", ctx, f, ctx as i32)?;
+        }
         self.call("proxy_on_delete", ctx, self.exports.delete.clone(), ctx as i32)?;
         let s = self.stream_mut(ctx);
         s.phase = Phase::Closed;

@@ -91,7 +91,7 @@ fn error_page_follows_accept() {
     assert_eq!(v["error_code"], 1014);
     assert_eq!(v["status"], 409);
     assert_eq!(v["host"], "shop.customer.example");
-    assert!(v["ray_id"].as_str().unwrap().ends_with("-EDGE"));
+    assert!(v["ray_id"].as_str().unwrap().ends_with("-EDG"));
 
     let (ct, body) = denied_with_accept(Some("text/plain"));
     assert_eq!(ct, "text/plain; charset=UTF-8");

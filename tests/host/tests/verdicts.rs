@@ -55,7 +55,11 @@ fn unknown_host_404_is_1001() {
     assert_eq!(lr.status, 409);
     assert!(lr.body_str().contains("Error 1001"), "{}", lr.body_str());
     assert_eq!(lr.header("server"), Some("cloudflare"));
-    assert!(lr.header("cf-ray").is_some_and(|v| v.ends_with("-EDGE")));
+    // The default ray id has the seed's shape: 16 lowercase hex, a dash, three capitals.
+    let ray = lr.header("cf-ray").expect("cf-ray");
+    let (hex, colo) = ray.split_once('-').expect("dash");
+    assert!(hex.len() == 16 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)), "{ray}");
+    assert_eq!(colo, "EDG");
     assert_eq!(h.metric("cname_guard.denied_1001"), Some(1));
     h.assert_no_anomalies();
 }
