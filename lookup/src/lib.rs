@@ -14,3 +14,8 @@ pub mod reload;
 pub mod run;
 pub mod server;
 pub mod verdict;
+
+// Issue 11: the store and the management API, not wired into the service yet.
+pub mod admin;
+pub mod verification;
+pub mod store;
