@@ -8,11 +8,12 @@ CREATE TABLE accounts (
     updated_at  BIGINT NOT NULL
 );
 
--- An account with zones or hostnames cannot be deleted (RESTRICT): the
+-- An account with zones or hostnames cannot be deleted (NO ACTION; SQLite
+-- reports RESTRICT with another error code): the
 -- operator removes them first, so nothing disappears by accident.
 CREATE TABLE zones (
     name        TEXT PRIMARY KEY,
-    account     TEXT NOT NULL REFERENCES accounts (id) ON DELETE RESTRICT,
+    account     TEXT NOT NULL REFERENCES accounts (id),
     created_at  BIGINT NOT NULL,
     updated_at  BIGINT NOT NULL
 );
@@ -21,7 +22,7 @@ CREATE INDEX zones_account ON zones (account);
 CREATE TABLE custom_hostnames (
     id                   TEXT PRIMARY KEY,
     hostname             TEXT NOT NULL UNIQUE,
-    account              TEXT NOT NULL REFERENCES accounts (id) ON DELETE RESTRICT,
+    account              TEXT NOT NULL REFERENCES accounts (id),
     status               TEXT NOT NULL
         CHECK (status IN ('pending', 'active', 'moved', 'blocked', 'timed_out')),
     verification_token   TEXT NOT NULL,

@@ -3,6 +3,7 @@
 
 use super::{col, now, random_hex, Store, StoreError};
 use sqlx::{Any, Transaction};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Who made a change.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +38,13 @@ pub struct AuditEntry {
     pub reason: String,
 }
 
+/// Nanoseconds since the epoch then randomness, in hex: ids sort in the
+/// order the entries were written, and two replicas never collide.
+fn ordered_id() -> Result<String, StoreError> {
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    Ok(format!("{:024x}{}", nanos, random_hex()?))
+}
+
 pub(crate) async fn record(
     tx: &mut Transaction<'_, Any>,
     actor: &Actor,
@@ -45,7 +53,7 @@ pub(crate) async fn record(
     reason: &str,
 ) -> Result<(), StoreError> {
     sqlx::query("INSERT INTO audit_log (id, at, actor, action, subject, reason) VALUES ($1, $2, $3, $4, $5, $6)")
-        .bind(random_hex()?)
+        .bind(ordered_id()?)
         .bind(now())
         .bind(actor.label())
         .bind(action)
@@ -61,7 +69,7 @@ impl Store {
     /// `token:X`), oldest first.
     pub async fn audit_of(&self, subject: &str) -> Result<Vec<AuditEntry>, StoreError> {
         let rows = sqlx::query(
-            "SELECT at, actor, action, subject, reason FROM audit_log WHERE subject = $1 ORDER BY at, id",
+            "SELECT at, actor, action, subject, reason FROM audit_log WHERE subject = $1 ORDER BY id",
         )
         .bind(subject)
         .fetch_all(&self.pool)

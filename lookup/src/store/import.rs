@@ -85,7 +85,16 @@ struct Plan {
 
 fn validate(bytes: &[u8]) -> Result<Plan, ImportError> {
     let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| ImportError::Syntax(e.to_string()))?;
-    if value.get("records").is_some() {
+    // Serde would read a struct from an array; the file format does not.
+    let Some(root) = value.as_object() else {
+        return Err(ImportError::Syntax("expected a JSON object at the top level".into()));
+    };
+    if let Some(accounts) = root.get("accounts").and_then(|a| a.as_object()) {
+        if let Some((id, _)) = accounts.iter().find(|(_, v)| !v.is_object()) {
+            return Err(ImportError::Syntax(format!("accounts[{id:?}]: expected a JSON object")));
+        }
+    }
+    if root.contains_key("records") {
         return Err(ImportError::Syntax("records: DNS serves the records now; remove this section".into()));
     }
     let file: File = serde_path_to_error::deserialize(value)
