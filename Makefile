@@ -56,7 +56,7 @@ validate: $(ENVOY) wasm
 unit:
 	$(CARGO) test --workspace --exclude cname-guard-host --lib --bins
 
-test: deps build validate
+test: deps build validate postgres-tools
 	$(CARGO) test --workspace --no-fail-fast
 
 # --- demo -------------------------------------------------------------------
