@@ -6,7 +6,7 @@
 //! owner can set that CNAME). DNS is reached through `OwnershipProbe`, so
 //! the rules here are pure and the resolver of the DNS issue plugs in.
 
-use crate::store::{CustomHostname, Status, Store, StoreError};
+use crate::store::{Status, Store, StoreError};
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -79,19 +79,26 @@ pub fn judge(host: &str, account: &str, token: &str, txt: &[String], chain: &[Ho
     Check::Unproven(vec![txt_error, format!("{host} has no CNAME into a zone of {account} ({where_to})")])
 }
 
-/// Asks DNS, finds each hop's owner in the store, and judges.
-pub async fn check(store: &Store, probe: &dyn OwnershipProbe, h: &CustomHostname) -> Result<Check, StoreError> {
-    let txt_name = format!("{TXT_PREFIX}{}", h.hostname);
-    let (txt, chain) = match (probe.txt(&txt_name).await, probe.cname_chain(&h.hostname).await) {
+/// Asks DNS whether `account` controls `host` (with `token`), finds each
+/// hop's owner in the store, and judges.
+pub async fn check(
+    store: &Store,
+    probe: &dyn OwnershipProbe,
+    host: &str,
+    account: &str,
+    token: &str,
+) -> Result<Check, StoreError> {
+    let txt_name = format!("{TXT_PREFIX}{host}");
+    let (txt, chain) = match (probe.txt(&txt_name).await, probe.cname_chain(host).await) {
         (Ok(txt), Ok(chain)) => (txt, chain),
-        (Err(e), _) | (_, Err(e)) => return Ok(Check::DnsFailed(format!("DNS lookup for {} failed: {e}", h.hostname))),
+        (Err(e), _) | (_, Err(e)) => return Ok(Check::DnsFailed(format!("DNS lookup for {host} failed: {e}"))),
     };
     let mut hops = Vec::with_capacity(chain.len());
     for name in chain {
         let account = store.zone_owner(&name).await?;
         hops.push(Hop { name, account });
     }
-    Ok(judge(&h.hostname, &h.account, &h.verification_token, &txt, &hops))
+    Ok(judge(host, account, token, &txt, &hops))
 }
 
 /// Where a proven or unproven check takes a hostname; `None`: it stays.
