@@ -1,6 +1,7 @@
 //! Shared by the store and admin API tests.
 #![allow(dead_code)]
 
+pub mod api;
 pub mod postgres;
 
 use std::path::PathBuf;
