@@ -83,10 +83,10 @@ pub struct StatusChange {
     pub reason: String,
 }
 
-const COLUMNS: &str = "id, hostname, account, status, verification_token, verification_errors, \
+pub(super) const COLUMNS: &str = "id, hostname, account, status, verification_token, verification_errors, \
                        created_at, updated_at, last_checked_at";
 
-fn from_row(row: &AnyRow) -> Result<CustomHostname, StoreError> {
+pub(super) fn from_row(row: &AnyRow) -> Result<CustomHostname, StoreError> {
     let status: String = col(row, "status")?;
     let errors: String = col(row, "verification_errors")?;
     Ok(CustomHostname {
@@ -103,7 +103,7 @@ fn from_row(row: &AnyRow) -> Result<CustomHostname, StoreError> {
     })
 }
 
-fn errors_json(errors: &[String]) -> String {
+pub(super) fn errors_json(errors: &[String]) -> String {
     serde_json::Value::from(errors.to_vec()).to_string()
 }
 

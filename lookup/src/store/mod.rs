@@ -7,6 +7,7 @@
 
 mod accounts;
 mod audit;
+mod checks;
 mod hostnames;
 mod import;
 mod migrations;
@@ -117,7 +118,7 @@ impl Store {
 }
 
 /// Unix seconds now.
-pub(crate) fn now() -> i64 {
+pub fn now() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 

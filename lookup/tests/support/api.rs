@@ -22,6 +22,8 @@ pub struct FakeDns {
     txt: Mutex<HashMap<String, Vec<String>>>,
     cname: Mutex<HashMap<String, Vec<String>>>,
     failing: Mutex<bool>,
+    /// CNAME questions asked, by host: how often a hostname was checked.
+    asked: Mutex<HashMap<String, usize>>,
 }
 
 impl FakeDns {
@@ -35,6 +37,10 @@ impl FakeDns {
 
     pub fn fail(&self, failing: bool) {
         *self.failing.lock().unwrap() = failing;
+    }
+
+    pub fn checks_of(&self, host: &str) -> usize {
+        self.asked.lock().unwrap().get(host).copied().unwrap_or(0)
     }
 
     fn answer(&self, map: &Mutex<HashMap<String, Vec<String>>>, name: &str) -> Result<Vec<String>, ProbeError> {
@@ -52,6 +58,7 @@ impl OwnershipProbe for FakeDns {
     }
 
     fn cname_chain<'a>(&'a self, host: &'a str) -> ProbeFuture<'a, Vec<String>> {
+        *self.asked.lock().unwrap().entry(host.to_string()).or_default() += 1;
         let r = self.answer(&self.cname, host);
         Box::pin(async move { r })
     }
