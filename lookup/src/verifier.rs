@@ -143,7 +143,8 @@ impl Verifier {
         } else {
             reason
         };
-        let every = if to == Status::Pending { self.config.pending_interval(age) } else { self.config.recheck_interval };
+        let every =
+            if to == Status::Pending { self.config.pending_interval(age) } else { self.config.recheck_interval };
         (now + secs(every), Some(StatusChange { from: h.status, to, verification_errors: errors, reason }))
     }
 

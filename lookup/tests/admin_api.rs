@@ -228,10 +228,8 @@ async fn race(one: Store, two: Store) {
     let other = tenant(&a, "acct-other", "other.example").await;
     for round in 0..8 {
         let host = format!("race{round}.brand.example");
-        let (x, y) = tokio::join!(
-            create(&a, "acct-saas", &saas.token, &host),
-            create(&b, "acct-other", &other.token, &host)
-        );
+        let (x, y) =
+            tokio::join!(create(&a, "acct-saas", &saas.token, &host), create(&b, "acct-other", &other.token, &host));
         let mut statuses = [x.status, y.status];
         statuses.sort();
         assert_eq!(statuses, [201, 409], "round {round}: {x:?} {y:?}");
@@ -255,7 +253,10 @@ async fn hostile(store: Store) {
     let r = api.call("POST", base, t, Some(&big)).await;
     assert_eq!((r.status, r.code()), (413, "body_too_large"), "{r:?}");
     let chunk = "x".repeat(8192);
-    let mut req = format!("POST {base} HTTP/1.1\r\nauthorization: Bearer {}\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n", saas.token);
+    let mut req = format!(
+        "POST {base} HTTP/1.1\r\nauthorization: Bearer {}\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n",
+        saas.token
+    );
     for _ in 0..10 {
         req.push_str(&format!("{:x}\r\n{chunk}\r\n", chunk.len()));
     }
@@ -280,7 +281,8 @@ async fn hostile(store: Store) {
         let r = api.raw(req.as_bytes()).await;
         assert_eq!((r.status, r.code()), (400, code), "{body}: {r:?}");
     }
-    let r = api.call("PUT", "/v1/accounts/acct-x", Some(ADMIN), Some(&json!({"suspended": false, "plan": "pro"}))).await;
+    let r =
+        api.call("PUT", "/v1/accounts/acct-x", Some(ADMIN), Some(&json!({"suspended": false, "plan": "pro"}))).await;
     assert_eq!(r.status, 400, "{r:?}");
 
     // Hostnames the filter refuses: 422, nothing stored.
@@ -320,7 +322,8 @@ async fn hostile(store: Store) {
         assert_eq!(r.status, 400, "{path}: {r:?}");
     }
     for zone in ["Upper.example", "a..b", "x'%3B--"] {
-        let r = api.call("PUT", &format!("/v1/zones/{zone}"), Some(ADMIN), Some(&json!({"account": "acct-saas"}))).await;
+        let r =
+            api.call("PUT", &format!("/v1/zones/{zone}"), Some(ADMIN), Some(&json!({"account": "acct-saas"}))).await;
         assert_eq!(r.status, 400, "{zone}: {r:?}");
     }
     let r = api.call("PUT", "/v1/zones/z.example", Some(ADMIN), Some(&json!({"account": "a/b"}))).await;

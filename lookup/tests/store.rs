@@ -308,4 +308,3 @@ async fn postgres_keeps_data_across_restart() {
     // Migrations already applied are not applied again.
     assert_eq!(store.put_account(&Actor::Admin, "acct-saas", false).await.unwrap(), Upsert::Unchanged);
 }
-

@@ -35,7 +35,11 @@ impl ApiError {
     }
 
     pub fn too_large() -> ApiError {
-        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", format!("bodies are limited to {} bytes", super::MAX_BODY))
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("bodies are limited to {} bytes", super::MAX_BODY),
+        )
     }
 
     /// A path segment that fails its rule: refused before any query.

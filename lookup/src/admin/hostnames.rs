@@ -109,7 +109,9 @@ pub(super) async fn list(
     let status = q
         .status
         .as_deref()
-        .map(|s| Status::parse(s).ok_or_else(|| ApiError::bad_request("invalid_query", format!("status: unknown {s:?}"))))
+        .map(|s| {
+            Status::parse(s).ok_or_else(|| ApiError::bad_request("invalid_query", format!("status: unknown {s:?}")))
+        })
         .transpose()?;
     let page = q.page.unwrap_or(1);
     let per_page = q.per_page.unwrap_or(DEFAULT_PER_PAGE);
@@ -155,7 +157,11 @@ pub(super) async fn verify(
     ids(&caller, &account, &id)?;
     let h = load(&state, &account, &id).await?;
     if h.status == Status::Blocked {
-        return Err(ApiError::new(StatusCode::CONFLICT, "blocked", "an operator blocked this hostname; verification does not lift a block"));
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "blocked",
+            "an operator blocked this hostname; verification does not lift a block",
+        ));
     }
     let check = verification::check(&state.store, &*state.probe, &h.hostname, &account, &h.verification_token).await?;
     let (proven, errors, reason) = match check {
@@ -216,7 +222,8 @@ pub(super) async fn patch(
         ));
     }
     let reason = if to == Status::Blocked { "blocked by an operator" } else { "block lifted by an operator" };
-    let change = StatusChange { from: h.status, to, verification_errors: h.verification_errors.clone(), reason: reason.into() };
+    let change =
+        StatusChange { from: h.status, to, verification_errors: h.verification_errors.clone(), reason: reason.into() };
     match state.store.change_status(&caller.actor(), &account, &id, &change).await? {
         Some(h) => Ok(Json(view(&h))),
         None => Err(ApiError::new(StatusCode::CONFLICT, "conflict", "the hostname changed meanwhile; retry")),

@@ -63,10 +63,7 @@ impl AdminState {
 
 pub fn admin_router(state: AdminState) -> Router {
     Router::new()
-        .route(
-            "/v1/accounts/{account}/custom_hostnames",
-            post(hostnames::create).get(hostnames::list),
-        )
+        .route("/v1/accounts/{account}/custom_hostnames", post(hostnames::create).get(hostnames::list))
         .route(
             "/v1/accounts/{account}/custom_hostnames/{id}",
             get(hostnames::show).delete(hostnames::remove).patch(hostnames::patch),
@@ -89,10 +86,8 @@ pub fn admin_router(state: AdminState) -> Router {
 /// tower-http refuses a declared oversized body before any handler, in
 /// plain text; answer it in the API's format.
 async fn json_413(response: Response) -> Response {
-    let is_json = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    let is_json =
+        response.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
     if response.status() == StatusCode::PAYLOAD_TOO_LARGE && !is_json {
         return ApiError::too_large().into_response();
     }

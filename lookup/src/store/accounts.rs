@@ -15,7 +15,8 @@ impl Store {
 
     /// `Some(suspended)` for a known account.
     pub async fn account(&self, id: &str) -> Result<Option<bool>, StoreError> {
-        let row = sqlx::query("SELECT suspended FROM accounts WHERE id = $1").bind(id).fetch_optional(&self.pool).await?;
+        let row =
+            sqlx::query("SELECT suspended FROM accounts WHERE id = $1").bind(id).fetch_optional(&self.pool).await?;
         row.map(|r| col::<i64>(&r, "suspended").map(|s| s != 0)).transpose()
     }
 
@@ -68,7 +69,8 @@ pub(super) async fn upsert_account(
 ) -> Result<Upsert, StoreError> {
     let t = now();
     let flag = i64::from(suspended);
-    let current = sqlx::query("SELECT suspended FROM accounts WHERE id = $1").bind(id).fetch_optional(&mut **tx).await?;
+    let current =
+        sqlx::query("SELECT suspended FROM accounts WHERE id = $1").bind(id).fetch_optional(&mut **tx).await?;
     let done = match current {
         Some(row) if col::<i64>(&row, "suspended")? == flag => return Ok(Upsert::Unchanged),
         Some(_) => {

@@ -68,12 +68,11 @@ impl Store {
     /// The history of one subject (`account:X`, `zone:X`, `hostname:X`,
     /// `token:X`), oldest first.
     pub async fn audit_of(&self, subject: &str) -> Result<Vec<AuditEntry>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT at, actor, action, subject, reason FROM audit_log WHERE subject = $1 ORDER BY id",
-        )
-        .bind(subject)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows =
+            sqlx::query("SELECT at, actor, action, subject, reason FROM audit_log WHERE subject = $1 ORDER BY id")
+                .bind(subject)
+                .fetch_all(&self.pool)
+                .await?;
         rows.iter()
             .map(|r| {
                 Ok(AuditEntry {

@@ -25,13 +25,13 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<CustomHostname>, StoreError> {
         let due = sqlx::query(&format!("SELECT id FROM custom_hostnames WHERE {DUE} ORDER BY next_check_at LIMIT $5"))
-        .bind(CHECKED[0].as_str())
-        .bind(CHECKED[1].as_str())
-        .bind(CHECKED[2].as_str())
-        .bind(now)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
+            .bind(CHECKED[0].as_str())
+            .bind(CHECKED[1].as_str())
+            .bind(CHECKED[2].as_str())
+            .bind(now)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
         let mut claimed = Vec::new();
         for row in due {
             let id: String = col(&row, "id")?;
@@ -106,7 +106,8 @@ impl Store {
         if let Some(c) = change.filter(|c| c.from != c.to) {
             let hostname: String = col(&row, "hostname")?;
             let reason = format!("{} -> {}: {}", c.from, c.to, c.reason);
-            audit::record(&mut tx, &Actor::Verifier, "hostname.status", &format!("hostname:{hostname}"), &reason).await?;
+            audit::record(&mut tx, &Actor::Verifier, "hostname.status", &format!("hostname:{hostname}"), &reason)
+                .await?;
         }
         tx.commit().await?;
         Ok(true)

@@ -163,8 +163,11 @@ impl Store {
             conds.push_str(&format!(" AND status = ${n}"));
         }
         let count_sql = format!("SELECT COUNT(*) AS n FROM custom_hostnames WHERE {conds}");
-        let page_sql =
-            format!("SELECT {COLUMNS} FROM custom_hostnames WHERE {conds} ORDER BY hostname LIMIT ${} OFFSET ${}", n + 1, n + 2);
+        let page_sql = format!(
+            "SELECT {COLUMNS} FROM custom_hostnames WHERE {conds} ORDER BY hostname LIMIT ${} OFFSET ${}",
+            n + 1,
+            n + 2
+        );
         let per_page = filter.per_page.clamp(1, MAX_PER_PAGE);
         let offset = i64::from(filter.page.max(1) - 1) * i64::from(per_page);
 

@@ -189,8 +189,12 @@ pub async fn import_registry(store: &Store, bytes: &[u8]) -> Result<ImportCounts
             }
             Some((_, _, current)) if current == *status => {}
             Some((id, _, current)) => {
-                let change =
-                    StatusChange { from: current, to: *status, verification_errors: Vec::new(), reason: "imported".into() };
+                let change = StatusChange {
+                    from: current,
+                    to: *status,
+                    verification_errors: Vec::new(),
+                    reason: "imported".into(),
+                };
                 update_status(&mut tx, &actor, account, &id, &change).await?;
                 counts.hostnames_changed += 1;
             }

@@ -7,8 +7,7 @@ use sqlx::AnyPool;
 use std::future::Future;
 use std::pin::Pin;
 
-const MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "initial", include_str!("../../migrations/0001_initial.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "initial", include_str!("../../migrations/0001_initial.sql"))];
 
 #[derive(Debug)]
 struct Embedded;
@@ -21,7 +20,9 @@ impl MigrationSource<'static> for Embedded {
         Box::pin(async {
             Ok(MIGRATIONS
                 .iter()
-                .map(|&(version, name, sql)| Migration::new(version, name.into(), MigrationType::Simple, sql.into(), false))
+                .map(|&(version, name, sql)| {
+                    Migration::new(version, name.into(), MigrationType::Simple, sql.into(), false)
+                })
                 .collect())
         })
     }

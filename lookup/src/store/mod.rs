@@ -94,11 +94,8 @@ impl Store {
         } else {
             return Err(StoreError::Url(url.to_string()));
         };
-        let pool = AnyPoolOptions::new()
-            .max_connections(POOL_SIZE)
-            .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect(&url)
-            .await?;
+        let pool =
+            AnyPoolOptions::new().max_connections(POOL_SIZE).acquire_timeout(ACQUIRE_TIMEOUT).connect(&url).await?;
         if backend == Backend::Sqlite {
             // Persistent in the file: readers never wait on the writer.
             sqlx::query("PRAGMA journal_mode=WAL").execute(&pool).await?;

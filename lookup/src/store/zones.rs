@@ -29,7 +29,8 @@ impl Store {
     pub async fn zone_owner(&self, name: &str) -> Result<Option<String>, StoreError> {
         let mut candidate = Some(name);
         while let Some(zone) = candidate {
-            let row = sqlx::query("SELECT account FROM zones WHERE name = $1").bind(zone).fetch_optional(&self.pool).await?;
+            let row =
+                sqlx::query("SELECT account FROM zones WHERE name = $1").bind(zone).fetch_optional(&self.pool).await?;
             if let Some(row) = row {
                 return col(&row, "account").map(Some);
             }

@@ -143,7 +143,8 @@ impl Reply {
             .collect();
         let chunked = headers.iter().any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"));
         let body = if chunked { dechunk(body) } else { body.to_string() };
-        let body = if body.is_empty() { Value::Null } else { serde_json::from_str(&body).unwrap_or(Value::String(body)) };
+        let body =
+            if body.is_empty() { Value::Null } else { serde_json::from_str(&body).unwrap_or(Value::String(body)) };
         Reply { status, headers, body }
     }
 

@@ -44,13 +44,8 @@ impl Postgres {
         if as_root() {
             std::os::unix::fs::chown(&scratch.0, Some(NOBODY.1), Some(NOBODY.1)).expect("chown scratch dir");
         }
-        let mut pg = Postgres {
-            bin: bin_dir(),
-            data: scratch.0.join("data"),
-            port: free_port(),
-            running: false,
-            scratch,
-        };
+        let mut pg =
+            Postgres { bin: bin_dir(), data: scratch.0.join("data"), port: free_port(), running: false, scratch };
         let data = pg.data.display().to_string();
         pg.run("initdb", &["-D", &data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"]);
         pg.start_again();
