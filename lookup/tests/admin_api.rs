@@ -402,3 +402,20 @@ async fn postgres_api() {
     let url = pg.create_database("restart").await;
     restart(&url).await;
 }
+
+/// PostgreSQL restarts under a running API: requests fail with 503 while it
+/// is down, and the same pool serves again once it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_outage_and_recovery() {
+    let mut pg = Postgres::start();
+    let api = Api::start(Store::open(&pg.url()).await.unwrap(), Arc::new(FakeDns::default())).await;
+    let saas = tenant(&api, "acct-saas", "saas.example").await;
+    let list = "/v1/accounts/acct-saas/custom_hostnames";
+    pg.stop();
+    let r = api.call("GET", list, Some(ADMIN), None).await;
+    assert_eq!((r.status, r.code()), (503, "store_unavailable"), "{r:?}");
+    pg.start_again();
+    let r = api.call("GET", list, Some(&saas.token), None).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(create(&api, "acct-saas", &saas.token, "back.brand.example").await.status, 201);
+}

@@ -1,8 +1,8 @@
 //! The verifier's side of custom hostnames: due checks claimed under a
 //! lease, so of several replicas one checks each hostname per round.
 
-use super::audit::{self, Actor};
-use super::hostnames::{errors_json, from_row, CustomHostname, Status, StatusChange, COLUMNS};
+use super::audit::Actor;
+use super::hostnames::{audit_transition, errors_json, from_row, CustomHostname, Status, StatusChange, COLUMNS};
 use super::{col, Store, StoreError};
 
 /// Statuses the verifier re-checks (not blocked, not timed out).
@@ -103,11 +103,8 @@ impl Store {
         let Some(row) = row else {
             return Ok(false);
         };
-        if let Some(c) = change.filter(|c| c.from != c.to) {
-            let hostname: String = col(&row, "hostname")?;
-            let reason = format!("{} -> {}: {}", c.from, c.to, c.reason);
-            audit::record(&mut tx, &Actor::Verifier, "hostname.status", &format!("hostname:{hostname}"), &reason)
-                .await?;
+        if let Some(c) = change {
+            audit_transition(&mut tx, &Actor::Verifier, &col::<String>(&row, "hostname")?, c).await?;
         }
         tx.commit().await?;
         Ok(true)

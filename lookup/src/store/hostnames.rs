@@ -280,12 +280,22 @@ pub(super) async fn update_status(
     let Some(row) = row else {
         return Ok(false);
     };
-    let hostname: String = col(&row, "hostname")?;
-    if change.from != change.to {
-        let reason = format!("{} -> {}: {}", change.from, change.to, change.reason);
-        audit::record(tx, actor, "hostname.status", &format!("hostname:{hostname}"), &reason).await?;
-    }
+    audit_transition(tx, actor, &col::<String>(&row, "hostname")?, change).await?;
     Ok(true)
+}
+
+/// The audit entry of a status change; none if the status stays.
+pub(super) async fn audit_transition(
+    tx: &mut Transaction<'_, Any>,
+    actor: &Actor,
+    hostname: &str,
+    change: &StatusChange,
+) -> Result<(), StoreError> {
+    if change.from == change.to {
+        return Ok(());
+    }
+    let reason = format!("{} -> {}: {}", change.from, change.to, change.reason);
+    audit::record(tx, actor, "hostname.status", &format!("hostname:{hostname}"), &reason).await
 }
 
 /// `hostname`'s (id, account, status) inside a transaction.
