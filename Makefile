@@ -86,7 +86,7 @@ unit:
 
 # Everything, with the end-to-end suite against the Wasm build, then the
 # same suite against the native build.
-test: deps build validate
+test: deps build validate postgres-tools
 	$(CARGO) test --workspace --no-fail-fast
 	$(MAKE) --no-print-directory e2e-native
 

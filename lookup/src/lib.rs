@@ -18,3 +18,9 @@ pub mod resolve;
 pub mod run;
 pub mod server;
 pub mod verdict;
+
+// Issue 11: the store and the management API, not wired into the service yet.
+pub mod admin;
+pub mod verification;
+pub mod verifier;
+pub mod store;
