@@ -186,6 +186,31 @@ def start_service(procs: Procs, name: str, argv: list[str], cpu: int | None) -> 
         time.sleep(0.05)
 
 
+def start_lookup(procs: Procs, scratch: Path, cpu: int | None, extra: list[str]) -> int:
+    """The reference lookup service over a BIND serving the demo zones
+    (envoy/dns), as `make run` has it: verdicts come from real DNS."""
+    dns_dir = scratch / "dns"
+    dns_dir.mkdir(parents=True, exist_ok=True)
+    for z in (ROOT / "envoy" / "dns").glob("*.zone"):
+        shutil.copy(z, dns_dir / z.name)
+    dns_port = free_port()
+    conf = subprocess.run(["bash", str(ROOT / "scripts" / "named-conf.sh"), str(dns_dir), str(dns_port)],
+                          capture_output=True, text=True, check=True, timeout=30).stdout
+    (dns_dir / "named.conf").write_text(conf)
+    named_log = dns_dir / "named.log"
+    named = shutil.which("named") or "/usr/sbin/named"
+    p = procs.start("named", pinned(cpu, [named, "-g", "-c", str(dns_dir / "named.conf")]),
+                    stdout=subprocess.DEVNULL, stderr=open(named_log, "w"))
+    deadline = time.time() + 30
+    while not re.search(r"running$", named_log.read_text(errors="replace"), re.M):
+        if p.poll() is not None or time.time() > deadline:
+            raise RuntimeError(f"named did not start:\n{named_log.read_text(errors='replace')[-2000:]}")
+        time.sleep(0.05)
+    _, port = start_service(procs, "lookup", [str(LOOKUP_BIN), "--registry", str(REGISTRY),
+                                               "--dns-server", f"127.0.0.1:{dns_port}"] + extra, cpu)
+    return port
+
+
 # --- Envoy configurations ------------------------------------------------------------
 
 
@@ -552,8 +577,7 @@ class Bench:
     def setup(self) -> None:
         log(f"== setup (scratch {self.dir})")
         quiet = ["--quiet"]
-        self.lookup, self.lookup_port = start_service(
-            self.procs, "lookup", [str(LOOKUP_BIN), "--registry", str(REGISTRY)] + quiet, self.load_cpu)
+        self.lookup_port = start_lookup(self.procs, self.dir, self.load_cpu, quiet)
         self.origin, self.origin_port = start_service(
             self.procs, "origin", [str(ORIGIN_BIN), "--name", "bench-origin"], self.load_cpu)
         log(f"   lookup 127.0.0.1:{self.lookup_port}, origin 127.0.0.1:{self.origin_port}"

@@ -101,7 +101,7 @@ def measure(procs: bench.Procs, scratch: Path, name: str, kind: str, wasm: Path 
         "valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}",
         a.envoy, "-c", str(yaml), "--concurrency", "1", "--disable-hot-restart", "-l", "error",
         "--log-path", str(scratch / f"envoy-{name}.log")], stdout=subprocess.DEVNULL,
-        stderr=open(scratch / f"valgrind-{name}.log", "w"), cwd=bench.ROOT)
+        stderr=open(scratch / f"valgrind-{name}.log", "w"), cwd=bench.ROOT, env=bench.NATIVE_ENV)
     deadline = time.time() + 300
     while True:
         if p.poll() is not None:
@@ -135,7 +135,7 @@ def main() -> int:
     p.add_argument("--requests", type=int, default=2000, help="requests counted (default 2000)")
     p.add_argument("--warmup", type=int, default=3000, help="requests before counting (default 3000)")
     p.add_argument("--path", default=bench.DIRECT_PATH, help=f"request path (default {bench.DIRECT_PATH})")
-    p.add_argument("--only", default="A,B,C", help="comma-separated: A, B, C and variant names (default A,B,C)")
+    p.add_argument("--only", default="A,B,C", help="comma-separated: A, B, C, N0, N and variant names (default A,B,C)")
     p.add_argument("--variant", action="append", default=[], metavar="NAME=WASM",
                    help="an extra configuration: this .wasm with cname-guard's configuration")
     p.add_argument("--keep", action="store_true", help="keep the profiles (callgrind_annotate them)")
@@ -153,7 +153,9 @@ def main() -> int:
 
     guard_cfg = bench.shipped_plugin_config(bench.ENVOY_YAML.read_text())
     configs = {"A": ("router", None, None), "B": ("wasm", bench.NOOP_WASM, {}),
-               "C": ("wasm", bench.GUARD_WASM, guard_cfg)}
+               "C": ("wasm", bench.GUARD_WASM, guard_cfg),
+               "N0": ("native:cname_guard_bench_noop_native", None, {}),
+               "N": ("native:cname_guard", None, guard_cfg)}
     for v in a.variant:
         name, _, path = v.partition("=")
         if not name or name in configs or not Path(path).is_file():
@@ -168,8 +170,7 @@ def main() -> int:
     scratch = Path(tempfile.mkdtemp(prefix="cname-guard-callgrind-"))
     results: dict[str, dict[str, int]] = {}
     try:
-        _, lookup_port = bench.start_service(procs, "lookup", [str(bench.LOOKUP_BIN), "--registry",
-                                                               str(bench.REGISTRY), "--quiet"], None)
+        lookup_port = bench.start_lookup(procs, scratch, None, ["--quiet"])
         _, origin_port = bench.start_service(procs, "origin", [str(bench.ORIGIN_BIN), "--name", "callgrind"], None)
         for k in keys:
             kind, wasm, cfg = configs[k]

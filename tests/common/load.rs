@@ -3,7 +3,7 @@
 //! lookup service on a fixed port (to restart it where it was), Envoy with an
 //! edited configuration, and Envoy's memory figures.
 
-use super::{lookup_bin, reference_lookup_args, root, try_get, wait_for, Envoy, EnvoyOpts, Proc};
+use super::{lookup_bin, reference_lookup_args, try_get, wait_for, Envoy, EnvoyOpts, Proc};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io::{BufRead, BufReader, Read, Write};
