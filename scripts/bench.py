@@ -186,7 +186,7 @@ def start_service(procs: Procs, name: str, argv: list[str], cpu: int | None) -> 
         time.sleep(0.05)
 
 
-def start_lookup(procs: Procs, scratch: Path, cpu: int | None, extra: list[str]) -> int:
+def start_lookup(procs: Procs, scratch: Path, cpu: int | None, extra: list[str]) -> tuple[subprocess.Popen, int]:
     """The reference lookup service over a BIND serving the demo zones
     (envoy/dns), as `make run` has it: verdicts come from real DNS."""
     dns_dir = scratch / "dns"
@@ -206,9 +206,8 @@ def start_lookup(procs: Procs, scratch: Path, cpu: int | None, extra: list[str])
         if p.poll() is not None or time.time() > deadline:
             raise RuntimeError(f"named did not start:\n{named_log.read_text(errors='replace')[-2000:]}")
         time.sleep(0.05)
-    _, port = start_service(procs, "lookup", [str(LOOKUP_BIN), "--registry", str(REGISTRY),
-                                               "--dns-server", f"127.0.0.1:{dns_port}"] + extra, cpu)
-    return port
+    return start_service(procs, "lookup", [str(LOOKUP_BIN), "--registry", str(REGISTRY),
+                                           "--dns-server", f"127.0.0.1:{dns_port}"] + extra, cpu)
 
 
 # --- Envoy configurations ------------------------------------------------------------
@@ -577,7 +576,7 @@ class Bench:
     def setup(self) -> None:
         log(f"== setup (scratch {self.dir})")
         quiet = ["--quiet"]
-        self.lookup_port = start_lookup(self.procs, self.dir, self.load_cpu, quiet)
+        self.lookup, self.lookup_port = start_lookup(self.procs, self.dir, self.load_cpu, quiet)
         self.origin, self.origin_port = start_service(
             self.procs, "origin", [str(ORIGIN_BIN), "--name", "bench-origin"], self.load_cpu)
         log(f"   lookup 127.0.0.1:{self.lookup_port}, origin 127.0.0.1:{self.origin_port}"

@@ -170,7 +170,7 @@ def main() -> int:
     scratch = Path(tempfile.mkdtemp(prefix="cname-guard-callgrind-"))
     results: dict[str, dict[str, int]] = {}
     try:
-        lookup_port = bench.start_lookup(procs, scratch, None, ["--quiet"])
+        _, lookup_port = bench.start_lookup(procs, scratch, None, ["--quiet"])
         _, origin_port = bench.start_service(procs, "origin", [str(bench.ORIGIN_BIN), "--name", "callgrind"], None)
         for k in keys:
             kind, wasm, cfg = configs[k]
