@@ -122,17 +122,9 @@ impl Drop for Proc {
     }
 }
 
-/// Polls `f` until it returns `Some`, or panics with `what` at the deadline.
-pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
+/// Polls `f` until it returns `Some`, or panics with `what` at the deadline
+/// (the DNS harness's, which `lookup/tests` shares).
+pub use dns::wait as wait_for;
 
 /// Starts one of our service binaries on port 0 and reads the port it bound.
 pub fn start_service(bin: &Path, args: &[&str]) -> (Proc, u16) {
