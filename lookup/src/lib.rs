@@ -21,6 +21,7 @@ pub mod verdict;
 
 // Issue 11: the store and the management API, not wired into the service yet.
 pub mod admin;
+pub mod probe;
 pub mod verification;
 pub mod verifier;
 pub mod store;
