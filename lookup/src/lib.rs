@@ -13,7 +13,6 @@ pub mod ext_authz;
 pub mod http;
 pub mod origin;
 pub mod ownership;
-pub mod probe;
 pub mod registry;
 pub mod resolve;
 pub mod run;
@@ -23,6 +22,7 @@ pub mod verdict;
 
 // Issue 11: the store, the management API and the verifier.
 pub mod admin;
+pub mod probe;
 pub mod verification;
 pub mod verifier;
 pub mod store;
