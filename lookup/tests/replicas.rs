@@ -7,80 +7,35 @@ mod support;
 
 use cname_guard_lookup::store::Store;
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use support::api::{call, Reply, ADMIN};
+use support::api::{call, Reply};
 use support::dns::{wait, Bind};
 use support::postgres::Postgres;
+use support::service::{Lookup, ADMIN_TOKEN as ADMIN};
 use support::{zone, Scratch};
 
-const LOOKUP: &str = env!("CARGO_BIN_EXE_cname-guard-lookup");
 /// How often the verifiers re-check a pending hostname here.
 const PENDING_EVERY: Duration = Duration::from_secs(1);
 
-/// One `serve` process, killed on drop (and with the test process).
-struct Replica {
-    child: Child,
-    lookup: SocketAddr,
-    admin: SocketAddr,
-    _dir: Scratch,
+/// A `serve` replica on `database`, its verifier fast.
+fn replica(database: &str, dns: &str, dir: &Scratch, name: &str) -> Lookup {
+    let backoff = format!("1h={}s", PENDING_EVERY.as_secs());
+    let args = ["--dns-server", dns, "--verify-tick", "200ms", "--verify-pending-backoff", &backoff];
+    Lookup::start(database, &args, &dir.0.join(format!("{name}.log")))
 }
 
-impl Replica {
-    fn start(database: &str, dns: &str, name: &str) -> Replica {
-        let dir = Scratch::new(name);
-        let log = std::fs::File::create(dir.0.join("stderr.log")).expect("log file");
-        let mut cmd = Command::new(LOOKUP);
-        cmd.args(["serve", "--database", database, "--dns-server", dns])
-            .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--verify-tick", "200ms"])
-            .args(["--verify-pending-backoff", &format!("1h={}s", PENDING_EVERY.as_secs())])
-            .env("CNAME_GUARD_ADMIN_TOKEN", ADMIN)
-            .stdout(Stdio::piped())
-            .stderr(log);
-        // SAFETY: prctl is async-signal-safe; the replica dies with the test.
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
-        let mut child = cmd.spawn().expect("start cname-guard-lookup serve");
-        let mut out = BufReader::new(child.stdout.take().expect("stdout"));
-        let (mut lookup, mut admin) = (None, None);
-        while lookup.is_none() || admin.is_none() {
-            let mut line = String::new();
-            // EOF (nothing read) if the service exits instead of listening.
-            if out.read_line(&mut line).unwrap_or(0) == 0 {
-                let log = std::fs::read_to_string(dir.0.join("stderr.log")).unwrap_or_default();
-                panic!("{name} exited before listening:\n{log}");
-            }
-            if let Some(a) = line.trim().strip_prefix("admin listening on ") {
-                admin = a.parse().ok();
-            } else if let Some(a) = line.trim().strip_prefix("listening on ") {
-                lookup = a.parse().ok();
-            }
-        }
-        let (lookup, admin) = (lookup.expect("lookup address"), admin.expect("admin address"));
-        Replica { child, lookup, admin, _dir: dir }
-    }
-
-    async fn api(&self, method: &str, path: &str, token: &str, body: Option<&Value>) -> Reply {
-        call(self.admin, method, path, Some(token), body).await
-    }
-
-    async fn ownership(&self, host: &str) -> Reply {
-        call(self.lookup, "GET", &format!("/v1/ownership?host={host}"), None, None).await
-    }
+async fn api(replica: &Lookup, method: &str, path: &str, token: &str, body: Option<&Value>) -> Reply {
+    call(admin_addr(replica), method, path, Some(token), body).await
 }
 
-impl Drop for Replica {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn admin_addr(replica: &Lookup) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], replica.admin_port))
+}
+
+async fn ownership(replica: &Lookup, host: &str) -> Reply {
+    let addr = SocketAddr::from(([127, 0, 0, 1], replica.port));
+    call(addr, "GET", &format!("/v1/ownership?host={host}"), None, None).await
 }
 
 fn bind() -> Bind {
@@ -91,19 +46,19 @@ fn bind() -> Bind {
 }
 
 /// An account with its zone, through `replica`; its token.
-async fn tenant(replica: &Replica, account: &str, zone: &str) -> String {
-    let r = replica.api("PUT", &format!("/v1/accounts/{account}"), ADMIN, Some(&json!({"suspended": false}))).await;
+async fn tenant(replica: &Lookup, account: &str, zone: &str) -> String {
+    let r = api(replica, "PUT", &format!("/v1/accounts/{account}"), ADMIN, Some(&json!({"suspended": false}))).await;
     assert_eq!(r.status, 201, "{r:?}");
-    let r = replica.api("PUT", &format!("/v1/zones/{zone}"), ADMIN, Some(&json!({"account": account}))).await;
+    let r = api(replica, "PUT", &format!("/v1/zones/{zone}"), ADMIN, Some(&json!({"account": account}))).await;
     assert_eq!(r.status, 201, "{r:?}");
-    let r = replica.api("POST", &format!("/v1/accounts/{account}/tokens"), ADMIN, None).await;
+    let r = api(replica, "POST", &format!("/v1/accounts/{account}/tokens"), ADMIN, None).await;
     assert_eq!(r.status, 201, "{r:?}");
     r.body["token"].as_str().expect("token").to_string()
 }
 
-async fn create(replica: &Replica, account: &str, token: &str, host: &str) -> Reply {
+async fn create(replica: &Lookup, account: &str, token: &str, host: &str) -> Reply {
     let path = format!("/v1/accounts/{account}/custom_hostnames");
-    replica.api("POST", &path, token, Some(&json!({"hostname": host}))).await
+    api(replica, "POST", &path, token, Some(&json!({"hostname": host}))).await
 }
 
 fn txt_questions(bind: &Bind, name: &str) -> usize {
@@ -114,8 +69,9 @@ fn txt_questions(bind: &Bind, name: &str) -> usize {
 async fn two_replicas_on_one_postgres() {
     let pg = Postgres::start();
     let bind = bind();
+    let dir = Scratch::new("replicas");
     let (one, two) =
-        (Replica::start(&pg.url(), &bind.addr(), "replica-1"), Replica::start(&pg.url(), &bind.addr(), "replica-2"));
+        (replica(&pg.url(), &bind.addr(), &dir, "replica-1"), replica(&pg.url(), &bind.addr(), &dir, "replica-2"));
     let saas = tenant(&one, "acct-saas", "saas.example").await;
     let other = tenant(&two, "acct-other", "other.example").await;
 
@@ -124,10 +80,10 @@ async fn two_replicas_on_one_postgres() {
     let r = create(&one, "acct-saas", &saas, "custom.brand.example").await;
     assert_eq!((r.status, r.body["status"].as_str()), (201, Some("active")), "{r:?}");
     let id = r.body["id"].as_str().expect("id").to_string();
-    let r = two.ownership("custom.brand.example").await;
+    let r = ownership(&two, "custom.brand.example").await;
     assert_eq!(r.status, 200, "{r:?}");
     assert_eq!((&r.body["target_account"], &r.body["custom_hostname"]), (&json!("acct-saas"), &json!("active")));
-    let r = two.api("GET", &format!("/v1/accounts/acct-saas/custom_hostnames/{id}"), &saas, None).await;
+    let r = api(&two, "GET", &format!("/v1/accounts/acct-saas/custom_hostnames/{id}"), &saas, None).await;
     assert_eq!((r.status, &r.body["hostname"]), (200, &json!("custom.brand.example")));
 
     // Two accounts, one hostname, one request through each replica at once:
@@ -135,7 +91,7 @@ async fn two_replicas_on_one_postgres() {
     let mut races = Vec::new();
     for i in 0..20 {
         let host = format!("race{i}.brand.example");
-        let (a, b) = ((one.admin, saas.clone(), host.clone()), (two.admin, other.clone(), host));
+        let (a, b) = ((admin_addr(&one), saas.clone(), host.clone()), (admin_addr(&two), other.clone(), host));
         races.push(tokio::spawn(async move {
             let post = |(addr, token, host): (SocketAddr, String, String), account: &'static str| async move {
                 let body = json!({"hostname": host});
@@ -168,7 +124,7 @@ async fn two_replicas_on_one_postgres() {
     let shop = r.body["id"].as_str().expect("id").to_string();
     let path = format!("/v1/accounts/acct-saas/custom_hostnames/{shop}");
     wait("the hostname active on replica 2", Duration::from_secs(30), || {
-        let r = futures_block(two.api("GET", &path, &saas, None));
+        let r = futures_block(api(&two, "GET", &path, &saas, None));
         (r.body["status"] == "active").then_some(())
     });
     let store = Store::open(&pg.url()).await.expect("store");
