@@ -104,6 +104,11 @@ pub struct DnsArgs {
 
 #[derive(Debug, Args)]
 pub struct VerifierArgs {
+    /// `off`: this replica serves and answers the API but runs no background
+    /// checks (another replica does, or a demo whose statuses must hold).
+    #[arg(long = "verifier", env = "CNAME_GUARD_VERIFIER", default_value = "on", value_name = "on|off",
+          value_parser = ["on", "off"])]
+    pub mode: String,
     /// Pending hostnames' checks: AGE=EVERY steps, comma-separated (e.g. 10m=1m,1h=5m,1d=30m,7d=2h).
     #[arg(long = "verify-pending-backoff", env = "CNAME_GUARD_VERIFY_PENDING_BACKOFF", value_delimiter = ',',
           value_parser = parse_step, value_name = "AGE=EVERY")]
