@@ -9,6 +9,7 @@ pub mod cli;
 pub mod dns;
 pub mod dns_cache;
 pub mod ext_authz;
+pub mod feed;
 pub mod http;
 pub mod origin;
 pub mod ownership;

@@ -23,6 +23,9 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub trait Handler: Send + Sync + 'static {
     fn handle(&self, req: Request<Incoming>) -> impl Future<Output = Response<Body>> + Send;
+
+    /// The listener has closed: requests that wait (long polls) answer now.
+    fn shutting_down(&self) {}
 }
 
 /// Binds `addr` and prints `listening on ADDR` (the bound port) to stdout.
@@ -58,8 +61,12 @@ impl Shutdown {
 
 /// Serves connections until `shutdown` completes, then drains.
 pub async fn serve<H: Handler>(listener: TcpListener, handler: Arc<H>, shutdown: Shutdown) {
+    serve_until(listener, handler, shutdown.wait()).await
+}
+
+/// Serves connections until `stop` completes, then drains.
+pub async fn serve_until<H: Handler>(listener: TcpListener, handler: Arc<H>, stop: impl Future<Output = ()>) {
     let graceful = GracefulShutdown::new();
-    let stop = shutdown.wait();
     tokio::pin!(stop);
     loop {
         let (stream, _peer) = tokio::select! {
@@ -92,6 +99,7 @@ pub async fn serve<H: Handler>(listener: TcpListener, handler: Arc<H>, shutdown:
         });
     }
     drop(listener);
+    handler.shutting_down();
     tokio::select! {
         () = graceful.shutdown() => crate::info!("all connections closed"),
         () = tokio::time::sleep(DRAIN) => crate::warn!("connections still open after {DRAIN:?}; exiting"),
