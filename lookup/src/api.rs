@@ -10,6 +10,7 @@ use crate::ownership::Ownerships;
 use crate::registry::Answer;
 use crate::resolve::Dns;
 use crate::server::Handler;
+use crate::store::Changes;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Serialize;
@@ -99,7 +100,12 @@ impl<H: Handler> Handler for WithChanges<H> {
             Err(message) => return http::json_error(StatusCode::BAD_REQUEST, message),
         };
         match self.feed.changes(query).await {
-            Ok(changes) => http::json(StatusCode::OK, &Wire::from(&changes)),
+            Ok(changes) => {
+                if let (Changes::Reset { seq }, Some(since)) = (&changes, query.since) {
+                    crate::info!("changes since={since} reset seq={seq}{}", request_id(&req));
+                }
+                http::json(StatusCode::OK, &Wire::from(&changes))
+            }
             Err(e) => {
                 crate::warn!("changes status=503 store unavailable: {e}{}", request_id(&req));
                 let body = serde_json::json!({ "error": "store unavailable", "detail": e.to_string() });
