@@ -59,13 +59,8 @@ impl Shutdown {
     }
 }
 
-/// Serves connections until `shutdown` completes, then drains.
-pub async fn serve<H: Handler>(listener: TcpListener, handler: Arc<H>, shutdown: Shutdown) {
-    serve_until(listener, handler, shutdown.wait()).await
-}
-
 /// Serves connections until `stop` completes, then drains.
-pub async fn serve_until<H: Handler>(listener: TcpListener, handler: Arc<H>, stop: impl Future<Output = ()>) {
+pub async fn serve<H: Handler>(listener: TcpListener, handler: Arc<H>, stop: impl Future<Output = ()>) {
     let graceful = GracefulShutdown::new();
     tokio::pin!(stop);
     loop {

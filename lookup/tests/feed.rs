@@ -268,7 +268,7 @@ impl FeedServer {
         let addr = listener.local_addr().expect("addr");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let handler = Arc::new(WithChanges { feed: feed.clone(), inner: Elsewhere });
-        let task = tokio::spawn(server::serve_until(listener, handler, async {
+        let task = tokio::spawn(server::serve(listener, handler, async {
             let _ = stopped.await;
         }));
         FeedServer { addr, feed, stop: Some(stop), task }
