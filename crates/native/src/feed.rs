@@ -125,8 +125,10 @@ impl Feed {
             c.gauge_set(m.changes_seq, seq);
         }
         if !step.evict.is_empty() {
-            let gone = cache.write().unwrap_or_else(|p| p.into_inner()).evict(&step.evict);
+            let mut cache = cache.write().unwrap_or_else(|p| p.into_inner());
+            let gone = cache.evict(&step.evict);
             c.count(m.changes_applied, gone as u64);
+            c.gauge_set(m.cache_entries, cache.len() as u64);
         }
     }
 }
