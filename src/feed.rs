@@ -6,6 +6,7 @@ use crate::changes::{self, Eviction, FeedError, Poller, Schedule};
 use crate::config::Config;
 use crate::metrics::{self, Metrics};
 use crate::shared;
+use crate::worker::now_ms;
 use log::{info, warn};
 use proxy_wasm::hostcalls;
 use std::time::Duration;
@@ -116,9 +117,9 @@ impl Feed {
         status: Option<&str>,
         body_size: usize,
         body: &[u8],
-        now: u64,
         m: &Metrics,
     ) -> Eviction {
+        let now = now_ms();
         self.token = None;
         let Some(p) = self.poller.as_mut() else { return Eviction::default() };
         let result = changes::parse_answer(status, body_size, body);

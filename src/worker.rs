@@ -521,7 +521,7 @@ impl Context for Root {
             };
             let Some(me) = w.queue else { return true };
             let cfg = w.cfg.clone();
-            let e = w.feed.answered(&cfg, me, status.as_deref(), body_size, body.as_deref().unwrap_or(&[]), now, &w.metrics);
+            let e = w.feed.answered(&cfg, me, status.as_deref(), body_size, body.as_deref().unwrap_or(&[]), &w.metrics);
             w.apply_eviction(&e, now);
             true
         });

@@ -3,8 +3,9 @@
 //! a broken feed leaves requests as they are; one poller per Envoy.
 //!
 //! The lookup service here is the harness's fake (tests/common/fake.rs),
-//! whose feed a test drives. `Stack` keeps Envoy and the service apart so
-//! that the same checks can run against the real service.
+//! whose feed a test drives. Envoy and the checks (`edge`, `accounts`,
+//! `until_all`, `per_worker_connections`) take only a lookup port, so the
+//! same helpers measure propagation against the real service.
 
 mod common;
 
@@ -25,6 +26,48 @@ struct Stack {
     _origin: Proc,
 }
 
+/// Envoy (`--concurrency 2`, `cache.ttl_seconds` 300, the feed on by
+/// default) in front of the lookup service on `lookup_port`, and its origin.
+fn edge(lookup_port: u16, extra: serde_json::Value) -> (Envoy, Proc) {
+    let (origin, origin_port) = origin();
+    let mut config = json!({"cache": {"ttl_seconds": 300}});
+    merge_into(&mut config, extra);
+    let mut opts = EnvoyOpts::new(plugin_config(config), lookup_port, origin_port);
+    opts.concurrency = 2;
+    (Envoy::start(&opts), origin)
+}
+
+/// The account of `n` requests for `host`, one connection each.
+fn accounts(envoy: &Envoy, host: &str, n: usize) -> Vec<String> {
+    (0..n)
+        .map(|_| {
+            let r = envoy.request(host);
+            assert_eq!(r.status, 200, "{host}: {}", r.body_text());
+            r.json()["account"].as_str().unwrap_or("-").to_string()
+        })
+        .collect()
+}
+
+/// How many connections each worker has accepted.
+fn per_worker_connections(envoy: &Envoy) -> Vec<u64> {
+    let mut v: Vec<(String, u64)> = stats(envoy.admin)
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("listener.") && k.contains(".worker_") && k.ends_with(".downstream_cx_total"))
+        .filter(|(k, _)| k.contains(&format!("_{}.", envoy.port)))
+        .collect();
+    v.sort();
+    v.into_iter().map(|(_, n)| n).collect()
+}
+
+/// Waits up to `within` for 10 requests in a row to show `account`; returns how long it took.
+fn until_all(envoy: &Envoy, host: &str, account: &str, within: Duration) -> Duration {
+    let start = Instant::now();
+    wait_for(&format!("{host} to be served for {account}"), within, || {
+        accounts(envoy, host, 10).iter().all(|a| a == account).then_some(())
+    });
+    start.elapsed()
+}
+
 impl Stack {
     /// A fake lookup service (feed in `mode`) and Envoy with `--concurrency 2`.
     fn start(mode: FeedMode, extra: serde_json::Value) -> Stack {
@@ -35,12 +78,7 @@ impl Stack {
             fake::allowed(&c.host_param, &owner)
         });
         lookup.feed.set_mode(mode);
-        let (origin, origin_port) = origin();
-        let mut config = json!({"cache": {"ttl_seconds": 300}});
-        merge_into(&mut config, extra);
-        let mut opts = EnvoyOpts::new(plugin_config(config), lookup.port, origin_port);
-        opts.concurrency = 2;
-        let envoy = Envoy::start(&opts);
+        let (envoy, origin) = edge(lookup.port, extra);
         Stack { lookup, owners, envoy, _origin: origin }
     }
 
@@ -62,27 +100,12 @@ impl Stack {
         });
     }
 
-    /// The account of `n` requests for `host`, one connection each.
     fn accounts(&self, host: &str, n: usize) -> Vec<String> {
-        (0..n)
-            .map(|_| {
-                let r = self.envoy.request(host);
-                assert_eq!(r.status, 200, "{host}: {}", r.body_text());
-                r.json()["account"].as_str().unwrap_or("-").to_string()
-            })
-            .collect()
+        accounts(&self.envoy, host, n)
     }
 
-    /// How many connections each worker has accepted.
     fn per_worker_connections(&self) -> Vec<u64> {
-        let s = stats(self.envoy.admin);
-        let mut v: Vec<(String, u64)> = s
-            .into_iter()
-            .filter(|(k, _)| k.starts_with("listener.") && k.contains(".worker_") && k.ends_with(".downstream_cx_total"))
-            .filter(|(k, _)| k.contains(&format!("_{}.", self.envoy.port)))
-            .collect();
-        v.sort();
-        v.into_iter().map(|(_, n)| n).collect()
+        per_worker_connections(&self.envoy)
     }
 }
 
@@ -97,14 +120,6 @@ fn merge_into(base: &mut serde_json::Value, extra: serde_json::Value) {
     }
 }
 
-/// Waits up to `within` for `n` requests in a row to show `account`; returns how long it took.
-fn until_all(s: &Stack, host: &str, account: &str, within: Duration) -> Duration {
-    let start = Instant::now();
-    wait_for(&format!("{host} to be served for {account}"), within, || {
-        s.accounts(host, 10).iter().all(|a| a == account).then_some(())
-    });
-    start.elapsed()
-}
 
 #[test]
 fn a_change_reaches_both_workers_within_two_seconds() {
@@ -119,7 +134,7 @@ fn a_change_reaches_both_workers_within_two_seconds() {
     s.set_owner("flip.example", "acct-2");
     let changed = Instant::now();
     s.lookup.feed.host_changed("flip.example");
-    until_all(&s, "flip.example", "acct-2", Duration::from_secs(2));
+    until_all(&s.envoy, "flip.example", "acct-2", Duration::from_secs(2));
     let took = changed.elapsed();
     assert!(took < Duration::from_secs(2), "took {took:?}");
     let before = s.per_worker_connections();
@@ -145,7 +160,7 @@ fn a_zone_evicts_every_host_under_it() {
     }
     s.lookup.feed.zone_changed("brand.example");
     for h in &hosts[..3] {
-        until_all(&s, h, "acct-z", Duration::from_secs(2));
+        until_all(&s.envoy, h, "acct-z", Duration::from_secs(2));
     }
     for h in &hosts[3..] {
         assert!(s.accounts(h, 10).iter().all(|a| a == "acct-1"), "{h} is not under the zone");
@@ -219,7 +234,7 @@ fn a_broken_feed_leaves_requests_alone_and_the_filter_recovers() {
     s.set_owner("kept.example", "acct-2");
     let changed = Instant::now();
     s.lookup.feed.host_changed("kept.example");
-    until_all(&s, "kept.example", "acct-2", Duration::from_secs(6));
+    until_all(&s.envoy, "kept.example", "acct-2", Duration::from_secs(6));
     eprintln!("recovered: change applied {:?} after the feed healed", changed.elapsed());
     assert!(s.lookup.count("kept.example") <= 4, "lookups: {}", s.lookup.count("kept.example"));
 }

@@ -256,7 +256,8 @@ impl Poller {
         }
     }
 
-    /// The seq a takeover may continue from: none while resynchronising.
+    /// The seq a takeover may continue from: none while resynchronising
+    /// (the lease then keeps the last one written).
     pub fn handover_seq(&self) -> Option<u64> {
         self.since()
     }
@@ -379,7 +380,8 @@ impl Lease {
         match current {
             Some(l) if l.holder != me && now < l.until => None,
             Some(l) if l.holder != me => Some(Lease { holder: me, until: now + lease_ms, seq: l.seq }),
-            Some(_) => Some(Lease { holder: me, until: now + lease_ms, seq }),
+            // A holder that does not know a seq (just restarted, resyncing) keeps the lease's.
+            Some(l) => Some(Lease { holder: me, until: now + lease_ms, seq: seq.or(l.seq) }),
             None => Some(Lease { holder: me, until: now + lease_ms, seq: None }),
         }
     }
@@ -582,6 +584,7 @@ mod tests {
         assert_eq!(Lease::claim(Some(l), 4, 4999, 3000, None), None);
         assert_eq!(Lease::claim(Some(l), 4, 5000, 3000, None), Some(Lease { holder: 4, until: 8000, seq: Some(12) }));
         assert_eq!(Lease::claim(Some(l), 3, 4000, 3000, Some(13)), Some(Lease { holder: 3, until: 7000, seq: Some(13) }));
+        assert_eq!(Lease::claim(Some(l), 3, 4000, 3000, None), Some(Lease { holder: 3, until: 7000, seq: Some(12) }));
         assert_eq!(Lease::claim(None, 4, 1, 3000, Some(1)), Some(Lease { holder: 4, until: 3001, seq: None }));
     }
 

@@ -5,6 +5,7 @@
 
 use crate::ffi::{self, CalloutResponse, ConfigHandle, ConfigScheduler, Level};
 use crate::metrics::Metrics;
+use crate::module::now_ms;
 use cname_guard_core::cache::LocalCache;
 use cname_guard_core::changes::{self, FeedError, Poller, Schedule};
 use cname_guard_core::config::Config;
@@ -93,7 +94,8 @@ impl Feed {
     }
 
     /// On the main thread: applies the answer to the poll.
-    pub fn answered(&self, c: ConfigHandle, id: u64, resp: CalloutResponse, cfg: &Config, m: &Metrics, cache: &RwLock<LocalCache>, now: u64) {
+    pub fn answered(&self, c: ConfigHandle, id: u64, resp: CalloutResponse, cfg: &Config, m: &Metrics, cache: &RwLock<LocalCache>) {
+        let now = now_ms();
         let mut st = self.state();
         if st.callout != Some(id) {
             return;

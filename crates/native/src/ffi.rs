@@ -452,36 +452,34 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_http_callout_done(
 /// SAFETY (for callers): the pointers and sizes are those Envoy passed to
 /// the running callout-done hook.
 unsafe fn read_response(result: u32, headers: *const Hdr, headers_size: usize, chunks: *const Buf, chunks_size: usize, limit: usize) -> CalloutResponse {
-    {
-        let hs: &[Hdr] = if headers.is_null() {
-            &[]
-        } else {
-            // SAFETY: Envoy passes `headers_size` headers, valid for this hook.
-            unsafe { std::slice::from_raw_parts(headers, headers_size) }
-        };
-        let cs: &[Buf] = if chunks.is_null() {
-            &[]
-        } else {
-            // SAFETY: as above, `chunks_size` body chunks.
-            unsafe { std::slice::from_raw_parts(chunks, chunks_size) }
-        };
-        let status = hs.iter().find_map(|h| {
-            // SAFETY: key and value buffers of a header Envoy passed us.
-            let (k, v) = unsafe { (Buf { ptr: h.key, len: h.key_len }.bytes(), Buf { ptr: h.value, len: h.value_len }.bytes()) };
-            (k == b":status").then(|| String::from_utf8_lossy(v).into_owned())
-        });
-        let mut body = Vec::new();
-        let mut body_len = 0usize;
-        for c in cs {
-            body_len = body_len.saturating_add(c.len);
-            if body.len() < limit {
-                // SAFETY: a body chunk Envoy passed us for this hook.
-                let bytes = unsafe { c.bytes() };
-                body.extend_from_slice(&bytes[..bytes.len().min(limit - body.len())]);
-            }
+    let hs: &[Hdr] = if headers.is_null() {
+        &[]
+    } else {
+        // SAFETY: Envoy passes `headers_size` headers, valid for this hook.
+        unsafe { std::slice::from_raw_parts(headers, headers_size) }
+    };
+    let cs: &[Buf] = if chunks.is_null() {
+        &[]
+    } else {
+        // SAFETY: as above, `chunks_size` body chunks.
+        unsafe { std::slice::from_raw_parts(chunks, chunks_size) }
+    };
+    let status = hs.iter().find_map(|h| {
+        // SAFETY: key and value buffers of a header Envoy passed us.
+        let (k, v) = unsafe { (Buf { ptr: h.key, len: h.key_len }.bytes(), Buf { ptr: h.value, len: h.value_len }.bytes()) };
+        (k == b":status").then(|| String::from_utf8_lossy(v).into_owned())
+    });
+    let mut body = Vec::new();
+    let mut body_len = 0usize;
+    for c in cs {
+        body_len = body_len.saturating_add(c.len);
+        if body.len() < limit {
+            // SAFETY: a body chunk Envoy passed us for this hook.
+            let bytes = unsafe { c.bytes() };
+            body.extend_from_slice(&bytes[..bytes.len().min(limit - body.len())]);
         }
-        CalloutResponse { ok: result == CALLOUT_SUCCESS, status, body_len, body }
     }
+    CalloutResponse { ok: result == CALLOUT_SUCCESS, status, body_len, body }
 }
 
 #[no_mangle]

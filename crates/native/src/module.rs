@@ -115,7 +115,7 @@ impl FilterConfig {
     /// A config-level callout's answer: the feed's, on the main thread.
     pub fn on_feed_done(&self, c: ConfigHandle, id: u64, resp: CalloutResponse) {
         let st = &self.st;
-        st.feed.answered(c, id, resp, &st.cfg, &st.metrics, &st.cache, now_ms());
+        st.feed.answered(c, id, resp, &st.cfg, &st.metrics, &st.cache);
     }
 }
 
