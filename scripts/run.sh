@@ -9,6 +9,8 @@ DNS_PORT=${CNAME_GUARD_DEMO_DNS_PORT:-5353}
 NAMED=$(command -v named || echo /usr/sbin/named)
 pids=()
 dns_dir=$(mktemp -d "${TMPDIR:-/tmp}/cname-guard-demo-dns.XXXXXX")
+# A fresh store each run, and an admin token only this run knows.
+admin_token=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
@@ -38,8 +40,10 @@ wait_http() { # url, name
   exit 1
 }
 
-target/release/cname-guard-lookup --registry envoy/registry.json --listen 127.0.0.1:8081 \
-  --dns-server "127.0.0.1:$DNS_PORT" >/dev/null &
+CNAME_GUARD_ADMIN_TOKEN=$admin_token target/release/cname-guard-lookup serve \
+  --database "sqlite:$dns_dir/store.db" --import envoy/registry.json \
+  --listen 127.0.0.1:8081 --admin-listen 127.0.0.1:8091 \
+  --dns-server "127.0.0.1:$DNS_PORT" --verify-recheck 30s >/dev/null 2>"$dns_dir/lookup.log" &
 pids+=($!)
 target/release/cname-guard-origin --name demo-origin --listen 127.0.0.1:8082 >/dev/null &
 pids+=($!)
@@ -89,6 +93,19 @@ Change DNS and watch the verdict follow within the TTL (60 s here, 30 s for a na
   printf 'server 127.0.0.1 $DNS_PORT\nzone example\nupdate add new.customer.example. 60 IN CNAME edge.saas.example.\nsend\n' | nsupdate
   curl -i -H 'Host: new.customer.example' http://127.0.0.1:10000/        # 409 1001, then 1014
 
-Edit envoy/registry.json and the lookup service reloads it. Ctrl-C to stop.
+Take a hostname from 1014 to active: custom.brand.example already CNAMEs into acct-saas's zone
+(real-time validation), so creating it as acct-saas's custom hostname makes it active at once.
+The management API is on http://127.0.0.1:8091 (admin token below; docs/api.md):
+
+  export CNAME_GUARD_TOKEN=$admin_token
+  curl -i -H 'Host: custom.brand.example' http://127.0.0.1:10000/        # 409, Error 1014
+  curl -s -H "authorization: Bearer \$CNAME_GUARD_TOKEN" -H 'content-type: application/json' \
+    -d '{"hostname": "custom.brand.example"}' http://127.0.0.1:8091/v1/accounts/acct-saas/custom_hostnames
+  # or: target/release/cname-guard-lookup hostnames add acct-saas custom.brand.example
+  curl -i -H 'Host: custom.brand.example' http://127.0.0.1:10000/        # 200 once the filter's cache entry expires
+  target/release/cname-guard-lookup hostnames list acct-saas
+  target/release/cname-guard-lookup diagnose custom.brand.example
+
+The store is $dns_dir/store.db (fresh each run, envoy/registry.json imported). Ctrl-C to stop.
 TXT
 wait "${pids[3]}"

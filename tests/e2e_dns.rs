@@ -75,8 +75,9 @@ fn stack() -> Stack {
     let registry = dir.0.join("registry.json");
     std::fs::write(&registry, REGISTRY).expect("write registry");
     let addr = bind.addr();
-    let (lookup, lookup_port) =
-        start_service(&lookup_bin(), &["--registry", registry.to_str().expect("utf-8"), "--dns-server", &addr]);
+    let mut args = lookup_serve_args(&registry);
+    args.extend(["--dns-server".to_string(), addr]);
+    let (lookup, lookup_port) = start_service(&lookup_bin(), &args.iter().map(String::as_str).collect::<Vec<_>>());
     let (origin, origin_port) = origin();
     let cfg = plugin_config(json!({"cache": {"negative_ttl_seconds": 1}}));
     let envoy = Envoy::start(&EnvoyOpts::new(cfg, lookup_port, origin_port));
@@ -194,20 +195,10 @@ fn a_reply_too_big_for_udp_is_fetched_over_tcp() {
 fn failing(mode: Misbehave, failure_mode: &str) -> (Envoy, BadDns, Proc, Proc) {
     let bad = BadDns::start(mode);
     let addr = bad.addr.to_string();
-    let registry = root().join("envoy/registry.json");
-    let (lookup, lookup_port) = start_service(
-        &lookup_bin(),
-        &[
-            "--registry",
-            registry.to_str().expect("utf-8"),
-            "--dns-server",
-            &addr,
-            "--dns-timeout-ms",
-            "100",
-            "--dns-attempts",
-            "1",
-        ],
-    );
+    let mut args = lookup_serve_args(&root().join("envoy/registry.json"));
+    let flags = ["--dns-server", &addr, "--dns-timeout-ms", "100", "--dns-attempts", "1"];
+    args.extend(flags.map(String::from));
+    let (lookup, lookup_port) = start_service(&lookup_bin(), &args.iter().map(String::as_str).collect::<Vec<_>>());
     let (origin, origin_port) = origin();
     let cfg = plugin_config(json!({"failure_mode": failure_mode, "retry_after_seconds": 3}));
     (Envoy::start(&EnvoyOpts::new(cfg, lookup_port, origin_port)), bad, lookup, origin)

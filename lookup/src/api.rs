@@ -30,7 +30,8 @@ impl<D: Dns> Handler for LookupApi<D> {
         let read_only = matches!(*req.method(), Method::GET | Method::HEAD);
         match path {
             OWNERSHIP_PATH if read_only => self.ownership(&req).await,
-            "/healthz" | "/readyz" if read_only => http::text(StatusCode::OK, "ok\n"),
+            "/healthz" if read_only => http::text(StatusCode::OK, "ok\n"),
+            "/readyz" if read_only => self.ready().await,
             OWNERSHIP_PATH | "/healthz" | "/readyz" => http::method_not_allowed("GET, HEAD"),
             _ => http::not_found(),
         }
@@ -38,6 +39,18 @@ impl<D: Dns> Handler for LookupApi<D> {
 }
 
 impl<D: Dns> LookupApi<D> {
+    /// Ready while the store answers: Envoy's health checks take a replica
+    /// whose database is unreachable out of the cluster.
+    async fn ready(&self) -> Response<Body> {
+        match self.ownerships.ready().await {
+            Ok(()) => http::text(StatusCode::OK, "ok\n"),
+            Err(e) => {
+                crate::warn!("readyz status=503 store unavailable: {e}");
+                http::text(StatusCode::SERVICE_UNAVAILABLE, "store unavailable\n")
+            }
+        }
+    }
+
     async fn ownership(&self, req: &Request<Incoming>) -> Response<Body> {
         let request_id = request_id(req);
         let host = match host_param(req.uri().query()) {
@@ -52,8 +65,8 @@ impl<D: Dns> LookupApi<D> {
         let answer = match self.ownerships.lookup(&host).await {
             Ok(answer) => answer,
             Err(e) => {
-                crate::warn!("lookup host={host} status=503 dns unavailable: {e}{request_id}");
-                let body = Unavailable { host: &host, error: "dns unavailable", detail: &e.to_string() };
+                crate::warn!("lookup host={host} status=503 {}: {e}{request_id}", e.kind());
+                let body = Unavailable { host: &host, error: e.kind(), detail: &e.to_string() };
                 return http::json(StatusCode::SERVICE_UNAVAILABLE, &body);
             }
         };
@@ -84,7 +97,7 @@ struct Unknown<'a> {
     error: &'static str,
 }
 
-/// The 503 body when DNS cannot answer.
+/// The 503 body when DNS or the store cannot answer.
 #[derive(Serialize)]
 struct Unavailable<'a> {
     host: &'a str,

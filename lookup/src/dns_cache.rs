@@ -80,6 +80,7 @@ fn with_ttl(reply: &Reply, ttl: u32) -> Reply {
     match reply.clone() {
         Reply::Cname { target, .. } => Reply::Cname { target, ttl },
         Reply::Addresses { .. } => Reply::Addresses { ttl },
+        Reply::Txt { texts, .. } => Reply::Txt { texts, ttl },
         Reply::NoData { .. } => Reply::NoData { ttl },
         Reply::NxDomain { .. } => Reply::NxDomain { ttl },
     }

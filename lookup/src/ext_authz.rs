@@ -3,7 +3,7 @@
 
 use crate::dns::{self, HostHeader};
 use crate::http::{self, Body};
-use crate::ownership::Ownerships;
+use crate::ownership::{LookupError, Ownerships};
 use crate::resolve::Dns;
 use crate::verdict::{decide, ErrorCode, Verdict};
 use hyper::header::{HeaderValue, HOST};
@@ -26,8 +26,12 @@ pub async fn check<B, D: Dns>(ownerships: &Ownerships<D>, req: &Request<B>, quie
                 (name, verdict)
             }
             Err(e) => {
-                crate::warn!("ext_authz host={name} dns unavailable: {e}{}", crate::api::request_id(req));
-                return http::text(StatusCode::SERVICE_UNAVAILABLE, "503 DNS unavailable\n");
+                crate::warn!("ext_authz host={name} {}: {e}{}", e.kind(), crate::api::request_id(req));
+                let page = match e {
+                    LookupError::Dns(_) => "503 DNS unavailable\n",
+                    LookupError::Store(_) => "503 store unavailable\n",
+                };
+                return http::text(StatusCode::SERVICE_UNAVAILABLE, page);
             }
         },
         HostHeader::Ip(ip) => (ip.to_string(), Verdict::Deny(ErrorCode::DirectIp)),
@@ -73,8 +77,8 @@ mod tests {
 
     use crate::chain::fake::{block, Zone};
     use crate::dns_cache::CachedDns;
-    use crate::registry::Registry;
-    use crate::reload::Current;
+    use crate::store::{import_registry, Store};
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     const REGISTRY: &str = r#"{
         "accounts": {"saas": {}, "client": {}},
@@ -82,18 +86,32 @@ mod tests {
     }"#;
 
     fn ask(host: Option<&str>) -> Response<Body> {
-        let registry = Registry::from_slice(REGISTRY.as_bytes()).expect("valid");
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "cname-guard-ext-authz-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).expect("scratch dir");
+        let url = format!("sqlite:{}", dir.join("store.db").display());
         let zone = Zone::default()
             .a("edge.saas.example", 60)
             .cname("x.client.example", "edge.saas.example", 60)
             .broken("down.client.example");
-        let ownerships =
-            Ownerships { registry: Current::new(registry), dns: CachedDns::new(zone, 10, 300), max_ttl: 300 };
         let mut req = Request::builder().uri("/ext_authz/some/path");
         if let Some(h) = host {
             req = req.header("host", h);
         }
-        block(check(&ownerships, &req.body(()).expect("request"), true))
+        let response = block(async {
+            let store = Store::open(&url).await.expect("store");
+            import_registry(&store, REGISTRY.as_bytes()).await.expect("import");
+            let ownerships = Ownerships { store: store.clone(), dns: CachedDns::new(zone, 10, 300), max_ttl: 300 };
+            let response = check(&ownerships, &req.body(()).expect("request"), true).await;
+            store.close().await;
+            response
+        });
+        let _ = std::fs::remove_dir_all(&dir);
+        response
     }
 
     fn body(r: Response<Body>) -> String {

@@ -6,6 +6,7 @@ pub mod log;
 pub mod api;
 pub mod chain;
 pub mod cli;
+pub mod client;
 pub mod dns;
 pub mod dns_cache;
 pub mod ext_authz;
@@ -13,14 +14,15 @@ pub mod http;
 pub mod origin;
 pub mod ownership;
 pub mod registry;
-pub mod reload;
 pub mod resolve;
 pub mod run;
+pub mod serve;
 pub mod server;
 pub mod verdict;
 
-// Issue 11: the store and the management API, not wired into the service yet.
+// Issue 11: the store, the management API and the verifier.
 pub mod admin;
+pub mod probe;
 pub mod verification;
 pub mod verifier;
 pub mod store;

@@ -1,31 +1,83 @@
 //! Answering lookup contract v1: the host's chain from DNS (cached), read
-//! against the registry's platform data.
+//! against the platform data the store holds for it (never cached: a change
+//! is served by the next request).
 
 use crate::chain::{self, End};
 use crate::dns_cache::CachedDns;
 use crate::registry::Answer;
-use crate::reload::Current;
 use crate::resolve::{Dns, DnsError};
-use std::sync::Arc;
+use crate::store::{Store, StoreError};
+use std::fmt;
+use std::time::Duration;
 
 pub const DEFAULT_MAX_TTL: u32 = 300;
+/// A lookup waits this long for the database, then answers 503: the filter
+/// applies its failure mode rather than time out.
+pub const STORE_TIMEOUT: Duration = Duration::from_secs(1);
 
 pub struct Ownerships<D> {
-    pub registry: Arc<Current>,
+    pub store: Store,
     pub dns: CachedDns<D>,
     pub max_ttl: u32,
 }
 
+/// Why a lookup has no answer (503, never a verdict).
+#[derive(Debug)]
+pub enum LookupError {
+    Dns(DnsError),
+    Store(String),
+}
+
+impl LookupError {
+    /// The `error` of the 503 body.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            LookupError::Dns(_) => "dns unavailable",
+            LookupError::Store(_) => "store unavailable",
+        }
+    }
+}
+
+impl fmt::Display for LookupError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LookupError::Dns(e) => write!(f, "{e}"),
+            LookupError::Store(e) => f.write_str(e),
+        }
+    }
+}
+
+impl std::error::Error for LookupError {}
+
 impl<D: Dns> Ownerships<D> {
-    /// The answer for a canonical host, or why DNS could not give one.
-    pub async fn lookup(&self, host: &str) -> Result<Answer, DnsError> {
-        let chain = chain::follow(&self.dns, host).await?;
+    /// The answer for a canonical host, or why DNS or the store could not
+    /// give one.
+    pub async fn lookup(&self, host: &str) -> Result<Answer, LookupError> {
+        let chain = chain::follow(&self.dns, host).await.map_err(LookupError::Dns)?;
         if let End::BadTarget(target) = &chain.end {
             crate::warn!(
                 "dns host={host} cname target {:?} is not a host name: origin does not resolve",
                 crate::log::clean(target.as_bytes())
             );
         }
-        Ok(self.registry.get().lookup(host, &chain, self.max_ttl))
+        let platform = match tokio::time::timeout(STORE_TIMEOUT, self.store.platform_slice(host, &chain.names)).await {
+            Ok(Ok(p)) => p,
+            Ok(Err(e)) => return Err(LookupError::Store(store_detail(&e))),
+            Err(_) => return Err(LookupError::Store(format!("no answer from the database in {STORE_TIMEOUT:?}"))),
+        };
+        Ok(platform.lookup(host, &chain, self.max_ttl))
     }
+
+    /// Whether the store answers now (`/readyz`).
+    pub async fn ready(&self) -> Result<(), String> {
+        match tokio::time::timeout(STORE_TIMEOUT, self.store.ping()).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(store_detail(&e)),
+            Err(_) => Err(format!("no answer from the database in {STORE_TIMEOUT:?}")),
+        }
+    }
+}
+
+fn store_detail(e: &StoreError) -> String {
+    e.to_string()
 }

@@ -1,108 +1,15 @@
 //! The registry: platform data only. Who owns which zone, which accounts
-//! are suspended, which custom hostnames each account has authorized.
-//! Loading, validation, and the pure `lookup(host, chain)` that answers
-//! lookup contract v1 from a host's CNAME chain as DNS gave it.
+//! are suspended, which custom hostnames each account has authorized. The
+//! service fetches the slice a request needs from the store
+//! (`Store::platform_slice`) and answers lookup contract v1 with the pure
+//! `lookup(host, chain)`; the registry JSON file is an import format
+//! (`store::parse_registry`).
 
 use crate::chain::Chain;
 use crate::dns;
-use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use serde::Serialize;
+use std::collections::HashMap;
 use std::fmt;
-use std::path::{Path, PathBuf};
-
-const MAX_ACCOUNT: usize = 128;
-
-/// Keys of older registry files, refused with where their data now comes from.
-const MOVED: &[(&str, &str)] = &[
-    (
-        "records",
-        "DNS records are no longer read from the registry: cname-guard-lookup resolves every host in DNS \
-         (--dns-server, or /etc/resolv.conf); remove this section and serve the records from a DNS zone",
-    ),
-    ("ttl", "answer TTLs now come from DNS (the smallest TTL of the chain), capped by --max-ttl; remove this key"),
-];
-
-// --- the file ---------------------------------------------------------------
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileRoot {
-    #[serde(default)]
-    accounts: BTreeMap<String, FileAccount>,
-    #[serde(default)]
-    zones: BTreeMap<String, String>,
-    #[serde(default)]
-    custom_hostnames: BTreeMap<String, BTreeMap<String, String>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileAccount {
-    #[serde(default)]
-    suspended: bool,
-}
-
-// --- errors -----------------------------------------------------------------
-
-/// One thing wrong with a registry, at a path like `zones["x"]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    pub path: String,
-    pub message: String,
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.path.is_empty() {
-            f.write_str(&self.message)
-        } else {
-            write!(f, "{}: {}", self.path, self.message)
-        }
-    }
-}
-
-#[derive(Debug)]
-pub enum RegistryError {
-    Read {
-        file: PathBuf,
-        source: std::io::Error,
-    },
-    /// Not JSON, or the wrong shape (unknown key, wrong type).
-    Syntax(Problem),
-    /// Well-formed but inconsistent: every problem found.
-    Invalid(Vec<Problem>),
-}
-
-impl fmt::Display for RegistryError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            RegistryError::Read { file, source } => write!(f, "cannot read {}: {source}", file.display()),
-            RegistryError::Syntax(p) => write!(f, "{p}"),
-            RegistryError::Invalid(problems) => {
-                for (i, p) in problems.iter().enumerate() {
-                    if i > 0 {
-                        f.write_str("; ")?;
-                    }
-                    write!(f, "{p}")?;
-                }
-                Ok(())
-            }
-        }
-    }
-}
-
-impl std::error::Error for RegistryError {}
-
-impl RegistryError {
-    /// The problems of a file that was read, for tests and logs.
-    pub fn problems(&self) -> Vec<Problem> {
-        match self {
-            RegistryError::Read { .. } => Vec::new(),
-            RegistryError::Syntax(p) => vec![p.clone()],
-            RegistryError::Invalid(ps) => ps.clone(),
-        }
-    }
-}
 
 // --- the model ----------------------------------------------------------------
 
@@ -148,64 +55,22 @@ pub enum Answer {
     Unknown,
 }
 
-// --- loading and validation -------------------------------------------------------
+// --- building ----------------------------------------------------------------
 
 impl Registry {
-    pub fn load(file: &Path) -> Result<Registry, RegistryError> {
-        let bytes = std::fs::read(file).map_err(|source| RegistryError::Read { file: file.to_path_buf(), source })?;
-        Registry::from_slice(&bytes)
+    /// An account and its suspension.
+    pub fn add_account(&mut self, id: &str, suspended: bool) {
+        self.suspended.insert(id.to_string(), suspended);
     }
 
-    pub fn from_slice(bytes: &[u8]) -> Result<Registry, RegistryError> {
-        let value: serde_json::Value = serde_json::from_slice(bytes)
-            .map_err(|e| RegistryError::Syntax(Problem { path: String::new(), message: e.to_string() }))?;
-        objects_where_structs_go(&value)?;
-        moved_keys(&value)?;
-        let root: FileRoot = serde_path_to_error::deserialize(value).map_err(syntax_error)?;
-        Registry::validate(root)
+    /// `zone` and every name under it belong to `account`.
+    pub fn add_zone(&mut self, zone: &str, account: &str) {
+        self.zones.insert(zone.to_string(), account.to_string());
     }
 
-    fn validate(root: FileRoot) -> Result<Registry, RegistryError> {
-        let mut problems = Vec::new();
-        let mut bad = |path: String, message: String| problems.push(Problem { path, message });
-
-        for id in root.accounts.keys() {
-            if !valid_account(id) {
-                bad(format!("accounts[{id:?}]"), "invalid account id (1-128 of A-Za-z0-9._:-)".into());
-            }
-        }
-        let declared = |id: &str| root.accounts.contains_key(id);
-
-        for (zone, owner) in &root.zones {
-            if let Err(e) = dns::check_name(zone) {
-                bad(format!("zones[{zone:?}]"), format!("invalid zone name: {e}"));
-            }
-            if !declared(owner) {
-                bad(format!("zones[{zone:?}]"), format!("unknown account {owner:?}"));
-            }
-        }
-
-        let mut custom_hostnames = HashMap::new();
-        for (account, hosts) in root.custom_hostnames {
-            if !declared(&account) {
-                bad(format!("custom_hostnames[{account:?}]"), format!("unknown account {account:?}"));
-            }
-            for host in hosts.keys() {
-                if let Err(e) = dns::check_name(host) {
-                    bad(format!("custom_hostnames[{account:?}][{host:?}]"), format!("invalid host name: {e}"));
-                }
-            }
-            custom_hostnames.insert(account, hosts.into_iter().collect());
-        }
-
-        if !problems.is_empty() {
-            return Err(RegistryError::Invalid(problems));
-        }
-        Ok(Registry {
-            suspended: root.accounts.into_iter().map(|(id, a)| (id, a.suspended)).collect(),
-            zones: root.zones.into_iter().collect(),
-            custom_hostnames,
-        })
+    /// `account` holds `host` with `status` (contract v1's `custom_hostname`).
+    pub fn add_custom_hostname(&mut self, account: &str, host: &str, status: &str) {
+        self.custom_hostnames.entry(account.to_string()).or_default().insert(host.to_string(), status.to_string());
     }
 
     pub fn counts(&self) -> Counts {
@@ -215,69 +80,6 @@ impl Registry {
             custom_hostnames: self.custom_hostnames.values().map(HashMap::len).sum(),
         }
     }
-}
-
-/// Serde lets a struct be written as an array (`"accounts": {"a": []}`);
-/// the file format does not.
-fn objects_where_structs_go(value: &serde_json::Value) -> Result<(), RegistryError> {
-    let not_object = |path: String| RegistryError::Syntax(Problem { path, message: "expected a JSON object".into() });
-    let Some(root) = value.as_object() else {
-        return Err(not_object("(top level)".into()));
-    };
-    for section in ["accounts"] {
-        if let Some(entries) = root.get(section).and_then(|v| v.as_object()) {
-            if let Some((key, _)) = entries.iter().find(|(_, v)| !v.is_object()) {
-                return Err(not_object(format!("{section}[{key:?}]")));
-            }
-        }
-    }
-    Ok(())
-}
-
-/// `records` and `ttl` moved out of the file; say where to.
-fn moved_keys(value: &serde_json::Value) -> Result<(), RegistryError> {
-    match MOVED.iter().find(|(key, _)| value.get(key).is_some()) {
-        Some((key, message)) => Err(RegistryError::Syntax(Problem { path: (*key).into(), message: (*message).into() })),
-        None => Ok(()),
-    }
-}
-
-/// Account ids become a request header: 1-128 of `A-Za-z0-9._:-`.
-pub fn valid_account(id: &str) -> bool {
-    (1..=MAX_ACCOUNT).contains(&id.len())
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
-}
-
-/// A serde error with its path written the way validation errors are:
-/// `records["a.example"].ttl`, `zones["x"]`.
-fn syntax_error(e: serde_path_to_error::Error<serde_json::Error>) -> RegistryError {
-    use serde_path_to_error::Segment;
-    let mut path = String::new();
-    let mut section = String::new();
-    for (depth, seg) in e.path().iter().enumerate() {
-        match seg {
-            Segment::Seq { index } => path.push_str(&format!("[{index}]")),
-            Segment::Map { key } => {
-                // Depth 0 is a top-level key; depth 2 of accounts is a field.
-                let is_field = depth == 0 || (depth == 2 && section == "accounts");
-                if depth == 0 {
-                    section = key.clone();
-                }
-                if is_field {
-                    if !path.is_empty() {
-                        path.push('.');
-                    }
-                    path.push_str(key);
-                } else {
-                    path.push_str(&format!("[{key:?}]"));
-                }
-            }
-            Segment::Enum { variant } => path.push_str(&format!(".{variant}")),
-            Segment::Unknown => path.push_str(".?"),
-        }
-    }
-    let message = e.into_inner().to_string();
-    RegistryError::Syntax(Problem { path: if path == "." { String::new() } else { path }, message })
 }
 
 // --- lookup -------------------------------------------------------------------

@@ -18,6 +18,8 @@ pub enum Rtype {
     Cname,
     A,
     Aaaa,
+    /// Asked by ownership verification only (`crate::probe`).
+    Txt,
 }
 
 impl Rtype {
@@ -26,6 +28,7 @@ impl Rtype {
             Rtype::Cname => "CNAME",
             Rtype::A => "A",
             Rtype::Aaaa => "AAAA",
+            Rtype::Txt => "TXT",
         }
     }
 }
@@ -37,6 +40,8 @@ pub enum Reply {
     Cname { target: String, ttl: u32 },
     /// At least one A (or AAAA) record.
     Addresses { ttl: u32 },
+    /// TXT records at the name: each record's strings joined into one.
+    Txt { texts: Vec<String>, ttl: u32 },
     /// NOERROR without records of this type. `ttl`: the negative TTL.
     NoData { ttl: u32 },
     /// NXDOMAIN: the name does not exist. `ttl`: the negative TTL.
@@ -46,9 +51,11 @@ pub enum Reply {
 impl Reply {
     pub fn ttl(&self) -> u32 {
         match self {
-            Reply::Cname { ttl, .. } | Reply::Addresses { ttl } | Reply::NoData { ttl } | Reply::NxDomain { ttl } => {
-                *ttl
-            }
+            Reply::Cname { ttl, .. }
+            | Reply::Addresses { ttl }
+            | Reply::Txt { ttl, .. }
+            | Reply::NoData { ttl }
+            | Reply::NxDomain { ttl } => *ttl,
         }
     }
 }
@@ -135,6 +142,7 @@ impl Dns for Hickory {
             Rtype::Cname => RecordType::CNAME,
             Rtype::A => RecordType::A,
             Rtype::Aaaa => RecordType::AAAA,
+            Rtype::Txt => RecordType::TXT,
         };
         match self.resolver.lookup(fqdn.clone(), wanted).await {
             Ok(lookup) => {
@@ -151,6 +159,16 @@ impl Dns for Hickory {
                             Some(target) => Ok(Reply::Cname { target, ttl }),
                             None => Err(fail("a CNAME record without a target".into())),
                         }
+                    }
+                    (Rtype::Txt, Some(ttl)) => {
+                        // A record's strings are one text (RFC 7208 3.3); not UTF-8 is kept lossily.
+                        let texts = mine
+                            .filter_map(|r| match r.data() {
+                                RData::TXT(t) => Some(String::from_utf8_lossy(&t.txt_data().concat()).into_owned()),
+                                _ => None,
+                            })
+                            .collect();
+                        Ok(Reply::Txt { texts, ttl })
                     }
                     (_, Some(ttl)) => Ok(Reply::Addresses { ttl }),
                 }

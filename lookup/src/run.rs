@@ -41,6 +41,6 @@ where
 pub async fn listen_and_serve<H: Handler>(addr: SocketAddr, handler: H) -> Result<(), StartError> {
     let shutdown = Shutdown::register().map_err(StartError::Signals)?;
     let listener = server::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
-    server::serve(listener, Arc::new(handler), shutdown).await;
+    server::serve(listener, Arc::new(handler), shutdown.wait()).await;
     Ok(())
 }

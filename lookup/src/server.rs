@@ -56,10 +56,9 @@ impl Shutdown {
     }
 }
 
-/// Serves connections until `shutdown` completes, then drains.
-pub async fn serve<H: Handler>(listener: TcpListener, handler: Arc<H>, shutdown: Shutdown) {
+/// Serves connections until `stop` completes, then drains.
+pub async fn serve<H: Handler>(listener: TcpListener, handler: Arc<H>, stop: impl Future<Output = ()>) {
     let graceful = GracefulShutdown::new();
-    let stop = shutdown.wait();
     tokio::pin!(stop);
     loop {
         let (stream, _peer) = tokio::select! {

@@ -127,7 +127,7 @@ impl Verifier {
         let age = Duration::from_secs(u64::try_from(now - h.created_at).unwrap_or(0));
         let (proven, errors, reason) = match outcome {
             Check::DnsFailed(m) => {
-                tracing::warn!(hostname = %h.hostname, error = %m, "verifier: DNS failed; nothing changed");
+                crate::warn!("verifier hostname={} DNS failed, nothing changed: {m}", h.hostname);
                 return (now + secs(self.config.retry_after_dns_failure), None);
             }
             Check::Proven => (true, Vec::new(), "proven by DNS".to_string()),
@@ -159,9 +159,12 @@ impl Verifier {
                 _ = &mut stop => return,
                 _ = ticker.tick() => {
                     match self.round(now()).await {
-                        Ok(r) if r.checked > 0 => tracing::info!(?r, "verifier round"),
+                        Ok(r) if r.changed > 0 || r.dns_failures > 0 => crate::info!(
+                            "verifier round checked={} changed={} dns_failures={} skipped={}",
+                            r.checked, r.changed, r.dns_failures, r.skipped
+                        ),
                         Ok(_) => {}
-                        Err(e) => tracing::error!(error = %e, "verifier round failed"),
+                        Err(e) => crate::error!("verifier round failed: {e}"),
                     }
                 }
             }

@@ -1,5 +1,6 @@
-//! The real binaries over HTTP: lookup contract v1, health, ext_authz mode,
-//! reloads, startup errors, shutdown, and the demo origin.
+//! The real binaries over HTTP: lookup contract v1 from the store and DNS,
+//! health, ext_authz mode, store changes served at once, startup errors,
+//! shutdown, and the demo origin.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -63,7 +64,10 @@ impl Drop for Service {
 
 impl Service {
     fn start(bin: &str, args: &[&str]) -> Service {
-        let dir = Scratch::new();
+        Service::start_in(Scratch::new(), bin, args)
+    }
+
+    fn start_in(dir: Scratch, bin: &str, args: &[&str]) -> Service {
         let log = dir.path("stderr.log");
         let child = Command::new(bin)
             .args(args)
@@ -91,10 +95,20 @@ impl Service {
         Service::lookup_with(registry, &["--dns-server", &dns::demo().addr()])
     }
 
+    /// `serve` over a fresh SQLite store in the service's scratch
+    /// directory, with `registry` imported.
     fn lookup_with(registry: &Path, args: &[&str]) -> Service {
-        let mut all = vec!["--registry", registry.to_str().expect("utf-8 path")];
+        let dir = Scratch::new();
+        let db = format!("sqlite:{}", dir.path("store.db").display());
+        let mut all = vec!["serve", "--database", &db, "--admin-listen", "127.0.0.1:0"];
+        all.extend(["--import", registry.to_str().expect("utf-8 path")]);
         all.extend_from_slice(args);
-        Service::start(LOOKUP, &all)
+        Service::start_in(dir, LOOKUP, &all)
+    }
+
+    /// The service's database URL.
+    fn database(&self) -> String {
+        format!("sqlite:{}", self._dir.path("store.db").display())
     }
 
     fn stderr(&self) -> String {
@@ -343,95 +357,96 @@ fn dns_failures_are_503_never_a_verdict() {
     }
 }
 
-// --- reloads ----------------------------------------------------------------------
+// --- the store -------------------------------------------------------------------
 
 const ONE: &str = r#"{"accounts": {"a": {}}, "zones": {"one.example": "a"}}"#;
-const TWO: &str = r#"{"accounts": {"a": {}, "b": {}}, "zones": {"one.example": "a", "two.example": "b"}}"#;
-const THREE: &str = r#"{"accounts": {"c": {}}, "zones": {"three.example": "c"}}"#;
+const TWO: &str = r#"{"accounts": {"a": {}, "b": {"suspended": true}}, "zones": {"two.example": "b"}}"#;
 
 fn status_of(svc: &Service, host: &str) -> u16 {
     svc.get(&format!("/v1/ownership?host={host}")).status
 }
 
-#[test]
-fn file_changes_are_served_and_bad_files_keep_the_old_registry() {
-    let dir = Scratch::new();
-    let file = dir.put("registry.json", ONE);
-    let svc = Service::lookup(&file);
-    assert_eq!(status_of(&svc, "www.one.example"), 200);
-    assert_eq!(status_of(&svc, "www.two.example"), 404);
-
-    dir.put("registry.json", TWO);
-    wait_for("the new registry to be served", || (status_of(&svc, "www.two.example") == 200).then_some(()));
-    wait_for("the reload log line", || svc.stderr().contains("registry reloaded").then_some(()));
-
-    dir.put("registry.json", r#"{"accounts": {}, "zones": {"two.example": "acct-9"}}"#);
-    wait_for("the bad file to be rejected", || {
-        svc.stderr().contains(r#"zones["two.example"]: unknown account "acct-9""#).then_some(())
-    });
-    assert!(svc.stderr().contains("keeping the previous one"));
-    assert_eq!(status_of(&svc, "www.two.example"), 200, "old registry kept");
-    assert_eq!(svc.get("/healthz").status, 200);
-
-    dir.put("registry.json", "{ not json");
-    wait_for("the broken file to be rejected", || (svc.stderr().matches("rejected").count() >= 2).then_some(()));
-    assert_eq!(status_of(&svc, "www.one.example"), 200, "old registry kept");
-
-    dir.put("registry.json", THREE);
-    wait_for("the fixed file to be served", || (status_of(&svc, "three.example") == 200).then_some(()));
-    assert_eq!(status_of(&svc, "www.one.example"), 404);
+fn import(database: &str, file: &Path) -> std::process::Output {
+    Command::new(LOOKUP)
+        .args(["import", file.to_str().expect("utf-8"), "--database", database])
+        .output()
+        .expect("run import")
 }
 
 #[test]
-fn sighup_reloads() {
+fn store_changes_are_served_by_the_next_request() {
     let dir = Scratch::new();
-    let file = dir.put("registry.json", ONE);
-    let svc = Service::lookup(&file);
-    svc.signal("HUP");
-    wait_for("a SIGHUP reload", || svc.stderr().contains("(SIGHUP)").then_some(()));
+    let svc = Service::lookup(&dir.put("one.json", ONE));
     assert_eq!(status_of(&svc, "www.one.example"), 200);
+    assert_eq!(status_of(&svc, "www.two.example"), 404);
+    // Another process (here `import`) writes the same database: no reload,
+    // no cache, the next lookup sees it.
+    let out = import(&svc.database(), &dir.put("two.json", TWO));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(printed.contains("accounts_created=1 zones_created=1"), "{printed}");
+    let j = svc.get("/v1/ownership?host=www.two.example").json();
+    assert_eq!((j["account"].as_str(), j["suspended"].as_bool()), (Some("b"), Some(true)));
+    assert_eq!(status_of(&svc, "www.one.example"), 200, "what the file does not name is kept");
+    // Idempotent.
+    let again = import(&svc.database(), &dir.path("two.json"));
+    assert!(String::from_utf8_lossy(&again.stdout).contains("accounts_created=0 zones_created=0"));
+    assert_eq!(svc.get("/readyz").status, 200);
 }
 
 // --- process behaviour --------------------------------------------------------------
 
 #[test]
-fn an_invalid_registry_at_startup_is_refused_naming_the_problem() {
+fn an_invalid_registry_is_refused_whole_naming_the_problem() {
     let dir = Scratch::new();
     for (body, needle) in [
         (
             r#"{"accounts": {"acct-1": {}}, "zones": {"x.example": "acct-9"}}"#,
             r#"zones["x.example"]: unknown account "acct-9""#,
         ),
-        (
-            r#"{"records": {"x.example": {"a": ["192.0.2.1"]}}}"#,
-            "records: DNS records are no longer read from the registry",
-        ),
+        (r#"{"records": {"x.example": {"a": ["192.0.2.1"]}}}"#, "records: DNS serves the records now"),
         (r#"{"acounts": {}}"#, "acounts: unknown field"),
     ] {
         let file = dir.put("bad.json", body);
+        let db = format!("sqlite:{}", dir.path("bad.db").display());
         let out = Command::new(LOOKUP)
-            .args(["--registry", file.to_str().expect("utf-8"), "--listen", "127.0.0.1:0"])
+            .args(["serve", "--database", &db, "--import", file.to_str().expect("utf-8"), "--listen", "127.0.0.1:0"])
             .output()
             .expect("run");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{body}");
         assert!(out.stdout.is_empty(), "no listening line for {body}");
-        assert!(stderr.contains("invalid registry") && stderr.contains(needle), "{body}: {stderr}");
+        assert!(stderr.contains("--import") && stderr.contains(needle), "{body}: {stderr}");
+        let out = import(&db, &file);
+        assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains(needle), "{body}");
     }
-    let out = Command::new(LOOKUP).args(["--registry", "/nonexistent/registry.json"]).output().expect("run");
+    // Refused whole: the valid account of the first file was not imported.
+    let file = dir.put("ok.json", r#"{"accounts": {"acct-1": {}}}"#);
+    let out = import(&format!("sqlite:{}", dir.path("bad.db").display()), &file);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("accounts_created=1"));
+    let out = import("sqlite:/nonexistent/dir/x.db", &file);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/registry.json"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot open the database"));
+    let out = import("mysql://x", &file);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("sqlite: or postgres://"));
 }
 
 #[test]
 fn usage() {
     let out = Command::new(LOOKUP).arg("--help").output().expect("run");
     assert!(out.status.success());
-    assert!(String::from_utf8_lossy(&out.stdout).contains("--registry PATH"));
-    let out = Command::new(LOOKUP).env_remove("CNAME_GUARD_REGISTRY").output().expect("run");
+    let help = String::from_utf8_lossy(&out.stdout);
+    for sub in ["serve", "import", "hostnames", "accounts", "zones", "tokens", "diagnose"] {
+        assert!(help.contains(sub), "{sub} in {help}");
+    }
+    let out = Command::new(LOOKUP).args(["serve", "--help"]).output().expect("run");
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in ["--admin-listen", "--database", "--admin-token-file", "--import", "--verify-recheck"] {
+        assert!(help.contains(flag), "{flag} in {help}");
+    }
+    let out = Command::new(LOOKUP).output().expect("run");
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--registry is required"));
-    let out = Command::new(LOOKUP).args(["--registry", DEMO, "--listen", "nowhere"]).output().expect("run");
+    let out = Command::new(LOOKUP).args(["serve", "--listen", "nowhere"]).output().expect("run");
     assert_eq!(out.status.code(), Some(2));
     for (flag, value) in [
         ("--dns-server", "localhost:53"),
@@ -439,14 +454,19 @@ fn usage() {
         ("--dns-attempts", "x"),
         ("--max-ttl", "86401"),
         ("--dns-cache-entries", "-1"),
+        ("--admin-listen", "8091"),
+        ("--verify-pending-timeout", "soon"),
     ] {
-        let out = Command::new(LOOKUP).args(["--registry", DEMO, flag, value]).output().expect("run");
+        let out = Command::new(LOOKUP).args(["serve", flag, value]).output().expect("run");
         assert_eq!(out.status.code(), Some(2), "{flag} {value}");
         assert!(String::from_utf8_lossy(&out.stderr).contains(flag), "{flag} named");
     }
+    // The admin token is never a flag's value.
+    let out = Command::new(LOOKUP).args(["serve", "--admin-token", "secret"]).output().expect("run");
+    assert_eq!(out.status.code(), Some(2));
     let out = Command::new(ORIGIN).arg("--help").output().expect("run");
     assert!(out.status.success());
-    assert!(String::from_utf8_lossy(&out.stdout).contains("--name NAME"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("--name <NAME>"));
 }
 
 #[test]
@@ -463,9 +483,12 @@ fn sigterm_shuts_down_cleanly() {
 
 #[test]
 fn env_fallbacks() {
+    let dir = Scratch::new();
     let mut child = Command::new(LOOKUP)
-        .env("CNAME_GUARD_REGISTRY", DEMO)
+        .arg("serve")
+        .env("CNAME_GUARD_DATABASE", format!("sqlite:{}", dir.path("env.db").display()))
         .env("CNAME_GUARD_LISTEN", "127.0.0.1:0")
+        .env("CNAME_GUARD_ADMIN_LISTEN", "127.0.0.1:0")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

@@ -128,6 +128,14 @@ pub use dns::wait as wait_for;
 
 /// Starts one of our service binaries on port 0 and reads the port it bound.
 pub fn start_service(bin: &Path, args: &[&str]) -> (Proc, u16) {
+    let (proc, ports) = start_service_ports(bin, args, 1);
+    (proc, ports[0])
+}
+
+/// Starts a service on port 0 and reads the ports of its first `lines`
+/// `... listening on ADDR` lines (the lookup service prints `listening on`,
+/// then `admin listening on` when its management API is on).
+pub fn start_service_ports(bin: &Path, args: &[&str], lines: usize) -> (Proc, Vec<u16>) {
     let mut child = Command::new(bin)
         .args(args)
         .args(["--listen", "127.0.0.1:0"])
@@ -137,24 +145,59 @@ pub fn start_service(bin: &Path, args: &[&str]) -> (Proc, u16) {
         .unwrap_or_else(|e| panic!("start {}: {e}", bin.display()));
     let stdout = child.stdout.take().expect("stdout");
     let mut proc = Proc { child, name: bin.display().to_string() };
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).expect("read listening line");
-    let port = line
-        .trim()
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("{} printed {line:?}, not `listening on ADDR`", bin.display()));
+    let mut reader = BufReader::new(stdout);
+    let mut ports = Vec::new();
+    for _ in 0..lines {
+        let mut line = String::new();
+        reader.read_line(&mut line).expect("read listening line");
+        let port = line
+            .trim()
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("{} printed {line:?}, not `listening on ADDR`", bin.display()));
+        ports.push(port);
+    }
     assert!(proc.alive(), "{} exited", bin.display());
-    (proc, port)
+    (proc, ports)
 }
 
-/// The reference lookup service's arguments for the demo: the registry, and
-/// the process's BIND serving the demo zones (started on first use).
-pub fn reference_lookup_args() -> Vec<String> {
-    let registry = root().join("envoy/registry.json");
+/// `serve` over a fresh SQLite store with `registry` imported, the
+/// management API off (no admin token) on a free port: what every test that
+/// needs the lookup service starts it with, before its own flags.
+pub fn lookup_serve_args(registry: &Path) -> Vec<String> {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let db = store_dir().join(format!("store-{n}.db"));
     let registry = registry.to_str().expect("utf-8 path").to_string();
-    vec!["--registry".into(), registry, "--dns-server".into(), dns::demo().addr()]
+    let db = format!("sqlite:{}", db.to_str().expect("utf-8 path"));
+    ["serve", "--database", &db, "--import", &registry, "--admin-listen", "127.0.0.1:0"].map(String::from).to_vec()
+}
+
+/// This test process's SQLite stores, removed at exit.
+fn store_dir() -> &'static Path {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    extern "C" fn remove() {
+        if let Some(dir) = DIR.get() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+    DIR.get_or_init(|| {
+        // SAFETY: registers a plain function; it only removes a directory.
+        unsafe {
+            libc::atexit(remove);
+        }
+        dns::fresh_dir("lookup-stores")
+    })
+}
+
+/// The reference lookup service's arguments for the demo: the demo
+/// registry imported into a fresh store, and the process's BIND serving the
+/// demo zones (started on first use).
+pub fn reference_lookup_args() -> Vec<String> {
+    let mut args = lookup_serve_args(&root().join("envoy/registry.json"));
+    args.extend(["--dns-server".to_string(), dns::demo().addr()]);
+    args
 }
 
 /// The reference lookup service over the demo registry and demo zones.

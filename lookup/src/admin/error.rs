@@ -54,11 +54,11 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound(what) => ApiError::not_found(what),
             StoreError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
             StoreError::Database(_) | StoreError::Migrate(_) | StoreError::Url(_) => {
-                tracing::error!(error = %e, "store unavailable");
+                crate::error!("admin store unavailable: {e}");
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", "the store is unavailable; retry")
             }
             StoreError::Corrupt(_) => {
-                tracing::error!(error = %e, "corrupt row");
+                crate::error!("admin corrupt row: {e}");
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
             }
         }

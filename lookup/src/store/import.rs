@@ -1,12 +1,13 @@
-//! The registry JSON as an import format: accounts, zones and custom
-//! hostnames, validated by the registry's rules, applied in one transaction
+//! The registry JSON as an import format (its only reader): accounts, zones
+//! and custom hostnames, validated, applied in one transaction
 //! or not at all. Importing the same file twice changes nothing the second
 //! time; what the store holds beyond the file is left alone.
 
 use super::accounts::Upsert;
 use super::audit::Actor;
 use super::hostnames::{find_in, insert_hostname, update_status, Status, StatusChange};
-use super::{accounts, check_account, check_hostname, zones, Store, StoreError};
+use super::{accounts, check_account, check_hostname, zones, NameError, Store, StoreError};
+use crate::registry::Registry;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -97,8 +98,7 @@ fn validate(bytes: &[u8]) -> Result<Plan, ImportError> {
     if root.contains_key("records") {
         return Err(ImportError::Syntax("records: DNS serves the records now; remove this section".into()));
     }
-    let file: File = serde_path_to_error::deserialize(value)
-        .map_err(|e| ImportError::Syntax(format!("{}: {}", e.path(), e.inner())))?;
+    let file: File = serde_path_to_error::deserialize(value).map_err(syntax_error)?;
 
     let mut problems = Vec::new();
     if let Some(t) = file.ttl.filter(|&t| t > MAX_TTL) {
@@ -115,7 +115,8 @@ fn validate(bytes: &[u8]) -> Result<Plan, ImportError> {
         match check_hostname(zone) {
             Ok(z) if z == *zone => zones.push((z, owner.clone())),
             Ok(_) => problems.push(format!("zones[{zone:?}]: invalid zone name: upper case")),
-            Err(e) => problems.push(format!("zones[{zone:?}]: invalid zone name: {e}")),
+            Err(NameError::Hostname(why)) => problems.push(format!("zones[{zone:?}]: invalid zone name: {why}")),
+            Err(e) => problems.push(format!("zones[{zone:?}]: {e}")),
         }
         if !declared(owner) {
             problems.push(format!("zones[{zone:?}]: unknown account {owner:?}"));
@@ -162,6 +163,23 @@ fn validate(bytes: &[u8]) -> Result<Plan, ImportError> {
     Ok(Plan { accounts: file.accounts.into_iter().map(|(id, a)| (id, a.suspended)).collect(), zones, hostnames })
 }
 
+/// A registry file as the platform data it holds, validated as an import
+/// is: for tests and tools that answer lookups without a database.
+pub fn parse_registry(bytes: &[u8]) -> Result<Registry, ImportError> {
+    let plan = validate(bytes)?;
+    let mut registry = Registry::default();
+    for (id, suspended) in &plan.accounts {
+        registry.add_account(id, *suspended);
+    }
+    for (zone, account) in &plan.zones {
+        registry.add_zone(zone, account);
+    }
+    for (host, account, status) in &plan.hostnames {
+        registry.add_custom_hostname(account, host, status.as_str());
+    }
+    Ok(registry)
+}
+
 /// Imports a registry file into the store, whole or not at all.
 pub async fn import_registry(store: &Store, bytes: &[u8]) -> Result<ImportCounts, ImportError> {
     let plan = validate(bytes)?;
@@ -206,4 +224,105 @@ pub async fn import_registry(store: &Store, bytes: &[u8]) -> Result<ImportCounts
     }
     tx.commit().await?;
     Ok(counts)
+}
+
+/// A serde error with its path written the way validation errors are:
+/// `accounts["a"].suspended`, `zones["x"]`.
+fn syntax_error(e: serde_path_to_error::Error<serde_json::Error>) -> ImportError {
+    use serde_path_to_error::Segment;
+    let mut path = String::new();
+    let mut section = String::new();
+    for (depth, seg) in e.path().iter().enumerate() {
+        match seg {
+            Segment::Seq { index } => path.push_str(&format!("[{index}]")),
+            Segment::Map { key } => {
+                // Depth 0 is a top-level key; depth 2 of accounts is a field.
+                let is_field = depth == 0 || (depth == 2 && section == "accounts");
+                if depth == 0 {
+                    section = key.clone();
+                }
+                if is_field {
+                    if !path.is_empty() {
+                        path.push('.');
+                    }
+                    path.push_str(key);
+                } else {
+                    path.push_str(&format!("[{key:?}]"));
+                }
+            }
+            Segment::Enum { variant } => path.push_str(&format!(".{variant}")),
+            Segment::Unknown => path.push_str(".?"),
+        }
+    }
+    let message = e.into_inner().to_string();
+    ImportError::Syntax(if path.is_empty() || path == "." { message } else { format!("{path}: {message}") })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The rendered problems of `json`; panics if it is accepted.
+    fn problems(json: &str) -> Vec<String> {
+        match parse_registry(json.as_bytes()) {
+            Ok(_) => panic!("accepted: {json}"),
+            Err(ImportError::Invalid(ps)) => ps,
+            Err(e) => vec![e.to_string()],
+        }
+    }
+
+    fn assert_problem(json: &str, expected: &str) {
+        let ps = problems(json);
+        assert!(ps.iter().any(|p| p.starts_with(expected)), "{json}\nwanted {expected:?}, got {ps:#?}");
+    }
+
+    #[test]
+    fn zones_and_hostnames_name_declared_accounts_and_valid_names() {
+        assert_problem(
+            r#"{"accounts": {"a": {}}, "zones": {"x.example": "b"}}"#,
+            r#"zones["x.example"]: unknown account "b""#,
+        );
+        assert_problem(
+            r#"{"accounts": {"a": {}}, "zones": {"X.example": "a"}}"#,
+            r#"zones["X.example"]: invalid zone name"#,
+        );
+        assert_problem(
+            r#"{"accounts": {"a": {}}, "zones": {"*.x.example": "a"}}"#,
+            r#"zones["*.x.example"]: invalid zone name"#,
+        );
+        assert_problem(
+            r#"{"custom_hostnames": {"acct-9": {"a.example": "active"}}}"#,
+            r#"custom_hostnames["acct-9"]: unknown account "acct-9""#,
+        );
+        assert_problem(
+            r#"{"accounts": {"a": {}}, "custom_hostnames": {"a": {"bad_host.example": "active"}}}"#,
+            r#"custom_hostnames["a"]["bad_host.example"]: invalid host name"#,
+        );
+        assert_problem(
+            r#"{"accounts": {"a": {}}, "custom_hostnames": {"a": {"x.example": "Weird"}}}"#,
+            r#"custom_hostnames["a"]["x.example"]: unknown status "Weird""#,
+        );
+    }
+
+    #[test]
+    fn shapes_and_account_ids() {
+        assert_problem(r#"{"accounts": {"acct 1": {}}}"#, r#"accounts["acct 1"]: invalid account id"#);
+        assert_problem(&format!(r#"{{"accounts": {{"{}": {{}}}}}}"#, "a".repeat(129)), "accounts[\"aaaa");
+        assert_problem(r#"{"accounts": {"a": {"suspended": "yes"}}}"#, r#"accounts["a"].suspended: invalid type"#);
+        assert_problem(r#"{"accounts": {"a": {"owner": "x"}}}"#, r#"accounts["a"].owner: unknown field `owner`"#);
+        assert_problem(r#"{"zone": {}}"#, "zone: unknown field `zone`");
+        assert_problem(r#"{"accounts": {"a": []}}"#, r#"accounts["a"]: expected a JSON object"#);
+        assert_problem("[]", "expected a JSON object at the top level");
+        assert_problem(r#"{"records": {}}"#, "records: DNS serves the records now");
+        assert!(problems("{")[0].contains("EOF"));
+    }
+
+    #[test]
+    fn every_problem_is_reported() {
+        let ps = problems(
+            r#"{"accounts": {"a": {}}, "zones": {"x.example": "b", "y.example": "c"}, "custom_hostnames": {"d": {}}}"#,
+        );
+        assert_eq!(ps.len(), 3, "{ps:#?}");
+        assert!(parse_registry(br#"{"accounts": {"A.b_c:d-1": {}}}"#).is_ok());
+    }
 }

@@ -12,13 +12,14 @@ mod hostnames;
 mod import;
 mod migrations;
 mod names;
+mod platform;
 mod tokens;
 mod zones;
 
 pub use accounts::Upsert;
 pub use audit::{Actor, AuditEntry};
 pub use hostnames::{CustomHostname, HostnameFilter, HostnamePage, Status, StatusChange, MAX_PER_PAGE};
-pub use import::{import_registry, ImportCounts, ImportError};
+pub use import::{import_registry, parse_registry, ImportCounts, ImportError};
 pub use names::{check_account, check_hostname, check_id, NameError};
 pub use tokens::{IssuedToken, TokenOwner};
 
