@@ -76,7 +76,7 @@ code() { # host [curl args]: the status of a request to the edge, 000 if none
 
 # Healthy hosts of the lookup cluster, as Envoy's active health check sees them.
 healthy_lookups() {
-  curl -s --max-time 2 "$ADMIN/clusters" 2>/dev/null | grep -c '^cname_guard_lookup::.*::health_flags::healthy$' || true
+  curl -s --max-time 2 "$ADMIN/clusters" 2>/dev/null | grep -c '^cname_guard_lookup_replicas::.*::health_flags::healthy$' || true
 }
 
 # The stack answers: Envoy is ready, both lookup replicas pass Envoy's health
@@ -283,7 +283,7 @@ EOF
   check "bad_request counted" ge "$(counter bad_request)" 5
   check "both lookup replicas healthy in Envoy" is "$(healthy_lookups)" 2
   check "both lookup replicas answered lookups" eval '
-    [[ $(curl -s "$ADMIN/clusters" | grep -E "^cname_guard_lookup::.*::rq_total::[1-9]" | wc -l) -eq 2 ]]'
+    [[ $(curl -s "$ADMIN/clusters" | grep -E "^cname_guard_lookup_replicas::.*::rq_total::[1-9]" | wc -l) -eq 2 ]]'
 
   echo "== failure mode: both lookup replicas stopped"
   local run=$$ cached fresh
