@@ -13,7 +13,7 @@
 # writes into the checked-in seeds. Crashes land in fuzz/artifacts/<target>/.
 
 FUZZ_SECONDS ?= 30
-FUZZ_TARGETS ?= authority lookup_answer json accept config cache_slot lock
+FUZZ_TARGETS ?= authority lookup_answer feed_answer json accept config cache_slot lock
 FUZZ_CARGO ?= cargo +nightly
 FUZZ_FLAGS ?= --debug-assertions
 SOAK_SECONDS ?= 60

@@ -7,8 +7,10 @@
 //! glue (`worker`, `filter`, `shared`, `metrics`), compiled for wasm32 only.
 
 // The shared logic, under the paths the glue and the tests have always used.
-pub use cname_guard_core::{accept, authority, cache, clock, coalesce, config, json, lookup, page, policy, ray, respond, verdict};
+pub use cname_guard_core::{accept, authority, cache, changes, clock, coalesce, config, json, lookup, page, policy, ray, respond, verdict};
 
+#[cfg(target_arch = "wasm32")]
+mod feed;
 #[cfg(target_arch = "wasm32")]
 mod filter;
 #[cfg(target_arch = "wasm32")]

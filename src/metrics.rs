@@ -25,6 +25,11 @@ pub struct Metrics {
     pub lookups_timed_out: Option<u32>,
     pub lookups_coalesced: Option<u32>,
     pub lookup_latency_ms: Option<u32>,
+    pub changes_polls: Option<u32>,
+    pub changes_applied: Option<u32>,
+    pub changes_resets: Option<u32>,
+    pub changes_failed: Option<u32>,
+    pub changes_seq: Option<u32>,
 }
 
 fn define(kind: MetricType, name: &str) -> Option<u32> {
@@ -57,6 +62,11 @@ impl Metrics {
             lookups_timed_out: define(Counter, "cname_guard.lookup.timeouts"),
             lookups_coalesced: define(Counter, "cname_guard.lookup.coalesced"),
             lookup_latency_ms: define(Histogram, "cname_guard.lookup.latency_ms"),
+            changes_polls: define(Counter, "cname_guard.changes.polls"),
+            changes_applied: define(Counter, "cname_guard.changes.applied"),
+            changes_resets: define(Counter, "cname_guard.changes.resets"),
+            changes_failed: define(Counter, "cname_guard.changes.failed"),
+            changes_seq: define(Gauge, "cname_guard.changes.seq"),
         }
     }
 }
@@ -69,6 +79,11 @@ pub fn add(id: Option<u32>, n: i64) {
     if let Some(id) = id {
         let _ = hostcalls::increment_metric(id, n);
     }
+}
+
+/// Sets a gauge to `value` (Proxy-Wasm records a gauge's value).
+pub fn set(id: Option<u32>, value: u64) {
+    record(id, value);
 }
 
 pub fn record(id: Option<u32>, value: u64) {

@@ -2,6 +2,7 @@
 //! `vm_id`, shared by every worker VM of an Envoy).
 
 use crate::cache::{choose_victim, decode_slot, Entry, Slots};
+use crate::changes::{self, Eviction, Lease};
 use crate::coalesce::{self, Lock, Step};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::Status;
@@ -101,4 +102,95 @@ pub fn release_lock(slots: Slots, host: &str) -> Vec<u32> {
         }
     }
     Vec::new()
+}
+
+const LEASE_KEY: &str = "cname_guard.changes.lease";
+const WORKERS_KEY: &str = "cname_guard.changes.workers";
+
+/// The feed poller's lease: the one we now hold, or `None` when another
+/// worker holds it (or the write lost a race: we try again next tick).
+pub fn claim_lease(me: u32, now: u64, lease_ms: u64, seq: Option<u64>) -> Option<Lease> {
+    for _ in 0..CAS_TRIES {
+        let (value, cas) = get(LEASE_KEY);
+        let Some(cas) = cas else {
+            let _ = hostcalls::set_shared_data(LEASE_KEY, Some(&[]), None);
+            continue;
+        };
+        let lease = Lease::claim(value.as_deref().and_then(Lease::decode), me, now, lease_ms, seq)?;
+        match hostcalls::set_shared_data(LEASE_KEY, Some(&lease.encode()), Some(cas)) {
+            Ok(()) => return Some(lease),
+            Err(Status::CasMismatch) => continue,
+            Err(_) => break,
+        }
+    }
+    None
+}
+
+/// The lease as it stands (for a non-holder's cheap check).
+pub fn lease() -> Option<Lease> {
+    get(LEASE_KEY).0.as_deref().and_then(Lease::decode)
+}
+
+/// Marks our queue alive in the registry the poller reads.
+pub fn register_worker(me: u32, now: u64) {
+    for _ in 0..CAS_TRIES {
+        let (value, cas) = get(WORKERS_KEY);
+        let Some(cas) = cas else {
+            let _ = hostcalls::set_shared_data(WORKERS_KEY, Some(&[]), None);
+            continue;
+        };
+        let next = changes::register(&changes::decode_workers(value.as_deref().unwrap_or(&[])), me, now);
+        match hostcalls::set_shared_data(WORKERS_KEY, Some(&changes::encode_workers(&next)), Some(cas)) {
+            Ok(()) => return,
+            Err(Status::CasMismatch) => continue,
+            Err(_) => break,
+        }
+    }
+}
+
+/// Every worker queue alive now.
+pub fn workers(now: u64) -> Vec<u32> {
+    changes::alive(&changes::decode_workers(get(WORKERS_KEY).0.as_deref().unwrap_or(&[])), now)
+}
+
+/// Empties the slots an eviction names; returns how many entries went.
+/// Named hosts only: their two slots each. Zones or a reset: every slot
+/// (a scan of `max_entries` keys, by the poller, never on a request).
+pub fn evict(slots: Slots, e: &Eviction) -> u64 {
+    if !slots.enabled() || e.is_empty() {
+        return 0;
+    }
+    let mut gone = 0;
+    let mut clear = |n: u32| {
+        let key = slot_key(n);
+        for _ in 0..CAS_TRIES {
+            let (value, cas) = get(&key);
+            let hit = value.as_deref().and_then(decode_slot).is_some_and(|(h, _)| {
+                std::str::from_utf8(h).is_ok_and(|h| e.matches(h))
+            });
+            if !hit {
+                return;
+            }
+            match hostcalls::set_shared_data(&key, Some(&[]), cas) {
+                Ok(()) => {
+                    gone += 1;
+                    return;
+                }
+                Err(Status::CasMismatch) => continue,
+                Err(_) => return,
+            }
+        }
+    };
+    if e.hosts_only() {
+        for h in &e.hosts {
+            for n in slots.slots_of(h) {
+                clear(n);
+            }
+        }
+    } else {
+        for n in 0..slots.capacity() {
+            clear(n);
+        }
+    }
+    gone
 }

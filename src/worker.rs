@@ -3,8 +3,11 @@
 //! context, so a lookup outlives the request that started it).
 
 use crate::cache::{Entry, LocalCache, Lookup, Slots};
+use crate::changes;
 use crate::coalesce::Step;
+use crate::changes::Eviction;
 use crate::config::{Config, FailureMode};
+use crate::feed::{self, Feed};
 use crate::filter::Filter;
 use crate::lookup::{self, Answer, LookupError};
 use crate::metrics::{self, Metrics};
@@ -36,6 +39,8 @@ pub use crate::policy::GRACE_MS;
 const MSG_LOOKUP: u8 = b'L';
 const MSG_DONE: u8 = b'W';
 const MSG_FAILED: u8 = b'F';
+/// The feed's poller telling every worker what to drop from its map.
+const MSG_EVICT: u8 = b'E';
 
 /// What to do with one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,6 +63,9 @@ struct Call {
     host: String,
     started: u64,
     locked: bool,
+    /// The feed named the host while this call was out: its answer may
+    /// predate the change, so it answers the waiters but is not cached.
+    superseded: bool,
 }
 
 pub struct Worker {
@@ -72,7 +80,8 @@ pub struct Worker {
     /// Hosts another worker is looking up for us, with the lock's deadline.
     remote: HashMap<String, u64>,
     rng: RayGen,
-    fast_tick: bool,
+    tick: Duration,
+    feed: Feed,
     /// Counters of the cached path, added to the metrics on the next slow
     /// path or tick (at most a second late): three host calls saved on
     /// nearly every request.
@@ -116,7 +125,8 @@ impl Worker {
             calls: HashMap::new(),
             remote: HashMap::new(),
             rng: RayGen::new(seed),
-            fast_tick: false,
+            tick: TICK_IDLE,
+            feed: Feed::new(),
             tally: Tally::default(),
         }
     }
@@ -307,10 +317,50 @@ impl Worker {
     }
 
     fn update_tick(&mut self) {
-        let fast = !self.waiting.is_empty();
-        if fast != self.fast_tick {
-            let _ = hostcalls::set_tick_period(if fast { TICK_WAITING } else { TICK_IDLE });
-            self.fast_tick = fast;
+        let mut tick = if self.waiting.is_empty() { TICK_IDLE } else { TICK_WAITING };
+        if self.feed.holding() {
+            tick = tick.min(feed::poll_tick(&self.cfg));
+        }
+        if tick != self.tick {
+            let _ = hostcalls::set_tick_period(tick);
+            self.tick = tick;
+        }
+    }
+
+    /// The feed's part of a tick (every worker: registry and lease).
+    fn feed_tick(&mut self, now: u64) {
+        let Some(me) = self.queue.filter(|_| self.cfg.changes.enabled()) else { return };
+        self.feed.tick(&self.cfg, me, now, &self.metrics);
+        self.update_tick();
+    }
+
+    /// Applies what the feed named: the shared table now, every worker's
+    /// map (ours included) through the queues.
+    fn apply_eviction(&mut self, e: &Eviction, now: u64) {
+        if e.is_empty() {
+            return;
+        }
+        let gone = shared::evict(self.slots, e) as i64;
+        metrics::add(self.metrics.changes_applied, gone);
+        metrics::add(self.metrics.cache_entries, -gone);
+        let mut msg = vec![MSG_EVICT];
+        msg.extend_from_slice(&e.encode());
+        let mut queues = shared::workers(now);
+        if let Some(me) = self.queue.filter(|q| !queues.contains(q)) {
+            queues.push(me);
+        }
+        for q in queues {
+            let _ = hostcalls::enqueue_shared_queue(q, Some(&msg));
+        }
+    }
+
+    /// A worker's share of an eviction: its own map, its calls in flight.
+    fn evict_local(&mut self, e: &Eviction) {
+        self.local.evict(e);
+        for call in self.calls.values_mut() {
+            if e.matches(&call.host) {
+                call.superseded = true;
+            }
         }
     }
 
@@ -383,7 +433,7 @@ impl Root {
             match dispatch(&w.cfg, host, request_id.as_deref()) {
                 Ok(token) => {
                     metrics::inc(w.metrics.lookups_started);
-                    w.calls.insert(token, Call { host: host.to_string(), started: now, locked });
+                    w.calls.insert(token, Call { host: host.to_string(), started: now, locked, superseded: false });
                     Vec::new()
                 }
                 Err(e) => {
@@ -401,6 +451,12 @@ impl Root {
 
     fn on_message(&self, msg: &[u8]) {
         let Some((&kind, host)) = msg.split_first() else { return };
+        if kind == MSG_EVICT {
+            if let Some(e) = Eviction::decode(host) {
+                self.with(|w| w.evict_local(&e));
+            }
+            return;
+        }
         let Ok(host) = std::str::from_utf8(host) else { return };
         match kind {
             MSG_LOOKUP => self.request(host),
@@ -453,15 +509,30 @@ fn wake(queues: Vec<u32>, kind: u8, host: &str) {
 impl Context for Root {
     fn on_http_call_response(&mut self, token: u32, num_headers: usize, body_size: usize, _num_trailers: usize) {
         let now = now_ms();
+        let fed = self.with(|w| {
+            if !w.feed.is_call(token) {
+                return false;
+            }
+            let status = response_status(num_headers);
+            let body = if body_size == 0 || body_size > changes::MAX_BODY {
+                None
+            } else {
+                hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size).ok().flatten()
+            };
+            let Some(me) = w.queue else { return true };
+            let cfg = w.cfg.clone();
+            let e = w.feed.answered(&cfg, me, status.as_deref(), body_size, body.as_deref().unwrap_or(&[]), &w.metrics);
+            w.apply_eviction(&e, now);
+            true
+        });
+        if fed == Some(true) {
+            return;
+        }
         let acts = self.with(|w| {
             let call = w.calls.remove(&token)?;
             let host = call.host;
-            let status = if num_headers == 0 {
-                None
-            } else {
-                hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, ":status").ok().flatten()
-            };
-            let status = status.as_deref().and_then(|s| std::str::from_utf8(s).ok());
+            let status = response_status(num_headers);
+            let status = status.as_deref();
             let body = if body_size == 0 || body_size > lookup::MAX_BODY {
                 None
             } else {
@@ -487,7 +558,7 @@ impl Context for Root {
             // A cached failure must not push out a stale entry still worth serving.
             let keep_stale = verdict.is_none() && matches!(w.stale_peek(&host, now), Some(true));
             if let Some(entry) = entry {
-                if !keep_stale {
+                if !keep_stale && !call.superseded {
                     w.store(&host, entry, now);
                 }
             }
@@ -499,6 +570,15 @@ impl Context for Root {
         });
         self.apply(acts.flatten().unwrap_or_default());
     }
+}
+
+/// The `:status` of a callout's answer; `None` when there was none.
+fn response_status(num_headers: usize) -> Option<String> {
+    if num_headers == 0 {
+        return None;
+    }
+    let s = hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, ":status").ok().flatten()?;
+    String::from_utf8(s).ok()
 }
 
 impl Worker {
@@ -567,6 +647,7 @@ impl RootContext for Root {
                 }
                 w.waiting.retain(|h, list| !list.is_empty() || w.calls.values().any(|c| &c.host == h) || w.remote.contains_key(h));
                 w.update_tick();
+                w.feed_tick(now);
                 (acts, retry)
             })
             .unwrap_or_default();

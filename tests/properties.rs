@@ -573,6 +573,12 @@ fn fuzz_seed_corpora_replay() {
         }
         n += 1;
     }
+    for s in seeds("feed_answer") {
+        if let Some((_, body)) = s.split_first() {
+            let _ = cname_guard::changes::parse_answer(Some("200"), body.len(), body);
+        }
+        n += 1;
+    }
     for s in seeds("accept") {
         let _ = negotiate(Some(&s));
         n += 1;
@@ -595,4 +601,94 @@ fn fuzz_seed_corpora_replay() {
     assert!(locks.is_empty() || decoded + 1 >= locks.len(), "lock seeds must decode (one released seed)");
     n += slots.len() + locks.len();
     assert!(n >= 30, "seed corpora under fuzz/corpus are missing: {n} seeds");
+}
+
+// --- the change feed ----------------------------------------------------------
+
+mod feed {
+    use super::*;
+    use cname_guard::changes::{self, Answer, Eviction, Lease, MAX_NAMES};
+
+    fn feed_body(seq: u64, hosts: &[String], zones: &[String]) -> String {
+        json!({"seq": seq, "hosts": hosts, "zones": zones}).to_string()
+    }
+
+    /// Under a zone, the way the cache sees it: equal, or ends in `.zone`.
+    fn under(host: &str, zone: &str) -> bool {
+        host == zone || host.strip_suffix(zone).is_some_and(|rest| rest.ends_with('.'))
+    }
+
+    proptest! {
+        #![proptest_config(config(256))]
+
+        #[test]
+        fn arbitrary_bytes_never_panic_and_never_yield_a_bad_name(body in prop::collection::vec(any::<u8>(), 0..400)) {
+            if let Ok(Answer::Changes { hosts, zones, .. }) = changes::parse_answer(Some("200"), body.len(), &body) {
+                prop_assert!(hosts.len() + zones.len() <= MAX_NAMES);
+                for n in hosts.iter().chain(&zones) {
+                    assert_valid_name(n);
+                }
+            }
+        }
+
+        #[test]
+        fn json_shaped_garbage_never_panics(doc in field_value(), seq in any::<u64>()) {
+            for body in [
+                json!({"seq": seq, "hosts": [doc.clone()], "zones": []}).to_string(),
+                json!({"seq": doc.clone(), "reset": true}).to_string(),
+                json!({"seq": seq, "hosts": [], "zones": doc.clone()}).to_string(),
+                doc.to_string(),
+            ] {
+                let _ = changes::parse_answer(Some("200"), body.len(), body.as_bytes());
+            }
+        }
+
+        #[test]
+        fn valid_answers_read_back_exactly(
+            seq in any::<u64>(),
+            hosts in prop::collection::vec(name(), 0..20),
+            zones in prop::collection::vec(name(), 0..5),
+        ) {
+            let body = feed_body(seq, &hosts, &zones);
+            let got = changes::parse_answer(Some("200"), body.len(), body.as_bytes());
+            prop_assert_eq!(got, Ok(Answer::Changes { seq, hosts, zones }));
+        }
+
+        #[test]
+        fn one_bad_name_refuses_the_whole_answer(
+            hosts in prop::collection::vec(name(), 0..10),
+            bad in authority_like(),
+            at in 0usize..10,
+        ) {
+            prop_assume!(!changes::canonical(&bad));
+            let mut hosts = hosts;
+            let at = at.min(hosts.len());
+            hosts.insert(at, bad);
+            let body = feed_body(3, &hosts, &[]);
+            prop_assert!(changes::parse_answer(Some("200"), body.len(), body.as_bytes()).is_err());
+        }
+
+        #[test]
+        fn an_eviction_takes_only_what_it_names(
+            hosts in prop::collection::vec(name(), 0..6),
+            zones in prop::collection::vec(name(), 0..3),
+            cached in prop::collection::vec(name(), 0..30),
+        ) {
+            let e = Eviction { all: false, hosts: hosts.iter().cloned().collect(), zones: zones.iter().cloned().collect() };
+            for h in cached.iter().chain(&hosts) {
+                let named = hosts.contains(h) || zones.iter().any(|z| under(h, z));
+                prop_assert_eq!(e.matches(h), named, "{}", h);
+            }
+            prop_assert_eq!(Eviction::decode(&e.encode()), Some(e));
+        }
+
+        #[test]
+        fn lease_and_registry_bytes_never_panic(b in prop::collection::vec(any::<u8>(), 0..64), holder in any::<u32>(), until in any::<u64>(), seq in any::<Option<u64>>()) {
+            let _ = Lease::decode(&b);
+            let _ = changes::decode_workers(&b);
+            let _ = Eviction::decode(&b);
+            let l = Lease { holder, until, seq };
+            prop_assert_eq!(Lease::decode(&l.encode()), Some(l));
+        }
+    }
 }

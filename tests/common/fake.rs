@@ -44,6 +44,8 @@ type Handler = dyn Fn(&Call) -> Reply + Send + Sync;
 pub struct FakeLookup {
     pub port: u16,
     calls: Arc<Mutex<Vec<Call>>>,
+    /// The change feed on `FEED_PATH`: 404 until a test turns it on.
+    pub feed: Arc<FakeFeed>,
     stop: Arc<AtomicBool>,
     accept: Option<JoinHandle<()>>,
 }
@@ -69,19 +71,20 @@ impl FakeLookup {
         let port = listener.local_addr().expect("addr").port();
         let calls = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
+        let feed = Arc::new(FakeFeed::default());
         let handler: Arc<Handler> = Arc::new(handler);
-        let (c, s) = (calls.clone(), stop.clone());
+        let (c, s, f) = (calls.clone(), stop.clone(), feed.clone());
         let accept = std::thread::spawn(move || {
             for conn in listener.incoming() {
                 if s.load(Ordering::SeqCst) {
                     break;
                 }
                 let Ok(conn) = conn else { continue };
-                let (c, s, h) = (c.clone(), s.clone(), handler.clone());
-                std::thread::spawn(move || serve(conn, &c, &s, &*h));
+                let (c, s, h, f) = (c.clone(), s.clone(), handler.clone(), f.clone());
+                std::thread::spawn(move || serve(conn, &c, &s, &*h, &f));
             }
         });
-        FakeLookup { port, calls, stop, accept: Some(accept) }
+        FakeLookup { port, calls, feed, stop, accept: Some(accept) }
     }
 
     pub fn calls(&self) -> Vec<Call> {
@@ -103,7 +106,7 @@ impl Drop for FakeLookup {
     }
 }
 
-fn serve(conn: TcpStream, calls: &Mutex<Vec<Call>>, stop: &AtomicBool, handler: &Handler) {
+fn serve(conn: TcpStream, calls: &Mutex<Vec<Call>>, stop: &AtomicBool, handler: &Handler, feed: &FakeFeed) {
     let _ = conn.set_read_timeout(Some(Duration::from_millis(200)));
     let mut reader = BufReader::new(match conn.try_clone() {
         Ok(c) => c,
@@ -113,10 +116,15 @@ fn serve(conn: TcpStream, calls: &Mutex<Vec<Call>>, stop: &AtomicBool, handler: 
     // Keep-alive: Envoy reuses its connections to the cluster.
     while !stop.load(Ordering::SeqCst) {
         let Some(call) = read_request(&mut reader, stop) else { return };
-        let reply = handler(&call);
-        if let Ok(mut c) = calls.lock() {
-            c.push(call);
-        }
+        let reply = if call.path.starts_with(FEED_PATH) {
+            feed.answer(&call, stop)
+        } else {
+            let reply = handler(&call);
+            if let Ok(mut c) = calls.lock() {
+                c.push(call);
+            }
+            reply
+        };
         if !answer(&mut out, reply, stop) {
             let _ = out.shutdown(Shutdown::Both);
             return;
@@ -196,5 +204,126 @@ fn answer(out: &mut TcpStream, reply: Reply, stop: &AtomicBool) -> bool {
             }
             true
         }
+    }
+}
+
+/// Where the filter asks for changes by default (`changes.path`).
+pub const FEED_PATH: &str = "/v1/changes";
+
+/// How the fake feed answers.
+#[derive(Clone, Debug, Default)]
+pub enum FeedMode {
+    /// 404: a lookup service without the feed.
+    #[default]
+    Absent,
+    /// The wire format of the contract (README, lookup contract v1.1).
+    Healthy,
+    /// Every call gets this, whatever it asks.
+    Fault(Reply),
+}
+
+#[derive(Default)]
+struct FeedState {
+    mode: FeedMode,
+    seq: u64,
+    /// Changes after `floor`, oldest first: (seq, name, is a zone).
+    log: Vec<(u64, String, bool)>,
+    floor: u64,
+    calls: Vec<Call>,
+}
+
+/// A change feed a test drives: name a host or a zone changed, forget the
+/// history (the next `since` gets a reset), or break it.
+#[derive(Default)]
+pub struct FakeFeed {
+    state: Mutex<FeedState>,
+}
+
+impl FakeFeed {
+    fn with<T>(&self, f: impl FnOnce(&mut FeedState) -> T) -> T {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut s)
+    }
+
+    pub fn set_mode(&self, mode: FeedMode) {
+        self.with(|s| s.mode = mode);
+    }
+
+    fn change(&self, name: &str, zone: bool) -> u64 {
+        self.with(|s| {
+            s.seq += 1;
+            let seq = s.seq;
+            s.log.push((seq, name.to_string(), zone));
+            seq
+        })
+    }
+
+    pub fn host_changed(&self, host: &str) -> u64 {
+        self.change(host, false)
+    }
+
+    pub fn zone_changed(&self, zone: &str) -> u64 {
+        self.change(zone, true)
+    }
+
+    /// Drops the history: a client's `since` is now too old.
+    pub fn forget(&self) {
+        self.with(|s| {
+            s.seq += 1;
+            s.floor = s.seq;
+            s.log.clear();
+        });
+    }
+
+    pub fn seq(&self) -> u64 {
+        self.with(|s| s.seq)
+    }
+
+    /// The feed calls received, in order.
+    pub fn calls(&self) -> Vec<Call> {
+        self.with(|s| s.calls.clone())
+    }
+
+    fn answer(&self, call: &Call, stop: &AtomicBool) -> Reply {
+        let query = call.path.split_once('?').map(|(_, q)| q).unwrap_or("");
+        let param = |k: &str| query.split('&').find_map(|kv| kv.strip_prefix(k)?.strip_prefix('=')).map(str::to_string);
+        let since = param("since").map(|v| v.parse::<u64>());
+        let wait = param("wait").and_then(|v| v.parse::<u64>().ok()).unwrap_or(0).min(30);
+        let mode = self.with(|s| {
+            s.calls.push(call.clone());
+            s.mode.clone()
+        });
+        match mode {
+            FeedMode::Absent => return Reply::Json(404, r#"{"error":"no change feed"}"#.into()),
+            FeedMode::Fault(r) => return r,
+            FeedMode::Healthy => {}
+        }
+        let since = match since {
+            None => return Reply::Json(200, self.with(|s| serde_json::json!({"seq": s.seq, "hosts": [], "zones": []})).to_string()),
+            Some(Ok(n)) => n,
+            Some(Err(_)) => return Reply::Json(400, r#"{"error":"since: not an unsigned integer"}"#.into()),
+        };
+        // The long poll: wait (on the state, with a deadline) for a change after `since`.
+        let until = Instant::now() + Duration::from_secs(wait);
+        while self.seq() <= since && Instant::now() < until && !stop.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.with(|s| {
+            if since > s.seq || since < s.floor {
+                return Reply::Json(200, serde_json::json!({"seq": s.seq, "reset": true}).to_string());
+            }
+            let (mut hosts, mut zones, mut upto) = (Vec::new(), Vec::new(), since);
+            for (seq, name, zone) in s.log.iter().filter(|(seq, ..)| *seq > since) {
+                if hosts.len() + zones.len() == 1000 {
+                    break;
+                }
+                if *zone { zones.push(name.clone()) } else { hosts.push(name.clone()) }
+                upto = *seq;
+            }
+            if hosts.len() + zones.len() < 1000 {
+                upto = s.seq;
+            }
+            Reply::Json(200, serde_json::json!({"seq": upto, "hosts": hosts, "zones": zones}).to_string())
+        })
     }
 }

@@ -202,6 +202,21 @@ impl LocalCache {
         self.map.insert(host.to_string(), entry);
     }
 
+    /// Drops what a feed answer names; returns how many entries went.
+    pub fn evict(&mut self, e: &crate::changes::Eviction) -> usize {
+        let before = self.map.len();
+        if e.all {
+            self.map.clear();
+        } else if e.hosts_only() {
+            for h in &e.hosts {
+                self.map.remove(h);
+            }
+        } else {
+            self.map.retain(|h, _| !e.matches(h));
+        }
+        before - self.map.len()
+    }
+
     pub fn capacity(&self) -> usize {
         self.map.capacity()
     }

@@ -56,6 +56,29 @@ impl Default for CacheConfig {
     }
 }
 
+/// `changes.*`: the lookup service's change feed (contract v1.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangesConfig {
+    pub path: String,
+    /// 0: no feed, entries live to their TTL.
+    pub interval_ms: u32,
+    /// The long poll's `wait`; 0 asks and returns at once.
+    pub wait_seconds: u32,
+    pub max_backoff_ms: u32,
+}
+
+impl Default for ChangesConfig {
+    fn default() -> Self {
+        ChangesConfig { path: "/v1/changes".into(), interval_ms: 1000, wait_seconds: 0, max_backoff_ms: 30_000 }
+    }
+}
+
+impl ChangesConfig {
+    pub fn enabled(&self) -> bool {
+        self.interval_ms > 0
+    }
+}
+
 /// The ray-id suffix when `ray.colo` is not set: three capital letters, the
 /// shape of Cloudflare's location codes (`7d8e9f0a1b2c3456-ARN`), naming no
 /// real location.
@@ -69,6 +92,7 @@ pub struct Config {
     pub path: String,
     pub timeout: Duration,
     pub cache: CacheConfig,
+    pub changes: ChangesConfig,
     pub failure_mode: FailureMode,
     pub status_on_error: u16,
     pub retry_after_seconds: u32,
@@ -145,6 +169,7 @@ impl Config {
             &[
                 "lookup",
                 "cache",
+                "changes",
                 "failure_mode",
                 "status_on_error",
                 "retry_after_seconds",
@@ -166,9 +191,7 @@ impl Config {
             return Err(err("lookup.authority", "must be a non-empty host name"));
         }
         let path = lookup.string("path")?.unwrap_or_else(|| "/v1/ownership".into());
-        if !path.starts_with('/') || !path.bytes().all(|b| b.is_ascii_graphic() && b != b'?' && b != b'#') {
-            return Err(err("lookup.path", "must start with `/` and hold no query, fragment or spaces"));
-        }
+        check_path("lookup.path", &path)?;
         let timeout_ms = lookup.uint("timeout_ms", 500, 1..=60_000)?;
 
         const DAY: std::ops::RangeInclusive<u32> = 0..=86_400;
@@ -184,6 +207,21 @@ impl Config {
                     stale_if_error_seconds: c.uint("stale_if_error_seconds", d.stale_if_error_seconds, DAY)?,
                     max_entries: c.uint("max_entries", d.max_entries, 0..=1_000_000)?,
                 }
+            }
+        };
+
+        let changes = match root.section("changes", &["path", "interval_ms", "wait_seconds", "max_backoff_ms"])? {
+            None => ChangesConfig::default(),
+            Some(c) => {
+                let d = ChangesConfig::default();
+                let path = c.string("path")?.unwrap_or(d.path);
+                check_path("changes.path", &path)?;
+                let interval_ms = c.uint("interval_ms", d.interval_ms, 0..=60_000)?;
+                let max_backoff_ms = c.uint("max_backoff_ms", d.max_backoff_ms, 1_000..=600_000)?;
+                if max_backoff_ms < interval_ms {
+                    return Err(err("changes.max_backoff_ms", "must not be below `changes.interval_ms`"));
+                }
+                ChangesConfig { path, interval_ms, wait_seconds: c.uint("wait_seconds", d.wait_seconds, 0..=30)?, max_backoff_ms }
             }
         };
 
@@ -238,6 +276,7 @@ impl Config {
             path,
             timeout: Duration::from_millis(u64::from(timeout_ms)),
             cache,
+            changes,
             failure_mode,
             status_on_error,
             retry_after_seconds,
@@ -252,6 +291,13 @@ impl Config {
     pub fn status(&self, code: ErrorCode) -> u16 {
         self.statuses[code.index()]
     }
+}
+
+fn check_path(key: &str, path: &str) -> Result<(), ConfigError> {
+    if !path.starts_with('/') || !path.bytes().all(|b| b.is_ascii_graphic() && b != b'?' && b != b'#') {
+        return Err(err(key, "must start with `/` and hold no query, fragment or spaces"));
+    }
+    Ok(())
 }
 
 /// An HTTP token, and not a pseudo-header.
@@ -285,6 +331,8 @@ mod tests {
         assert_eq!(c.path, "/v1/ownership");
         assert_eq!(c.timeout, Duration::from_millis(500));
         assert_eq!(c.cache, CacheConfig::default());
+        assert_eq!(c.changes, ChangesConfig::default());
+        assert!(c.changes.enabled());
         assert_eq!(c.failure_mode, FailureMode::Deny);
         assert_eq!(c.status_on_error, 503);
         assert_eq!(c.ray_header, "cf-ray");
@@ -347,6 +395,16 @@ mod tests {
         assert_eq!(key_of(r#"{"lookup":{"cluster":"o"},"status_on_error":99}"#), "status_on_error");
         assert_eq!(key_of(r#"{"lookup":{"cluster":"o"},"server_header":""}"#), "server_header");
         assert_eq!(key_of(r#"[]"#), "");
+        assert_eq!(key_of(r#"{"lookup":{"cluster":"o"},"changes":{"every":1}}"#), "changes.every");
+        assert_eq!(key_of(r#"{"lookup":{"cluster":"o"},"changes":{"path":"v1"}}"#), "changes.path");
+        assert_eq!(key_of(r#"{"lookup":{"cluster":"o"},"changes":{"interval_ms":-1}}"#), "changes.interval_ms");
+        assert_eq!(key_of(r#"{"lookup":{"cluster":"o"},"changes":{"wait_seconds":31}}"#), "changes.wait_seconds");
+        assert_eq!(key_of(r#"{"lookup":{"cluster":"o"},"changes":{"max_backoff_ms":999}}"#), "changes.max_backoff_ms");
+        assert_eq!(
+            key_of(r#"{"lookup":{"cluster":"o"},"changes":{"interval_ms":5000,"max_backoff_ms":2000}}"#),
+            "changes.max_backoff_ms"
+        );
+        assert_eq!(key_of(r#"{"lookup":{"cluster":"o"},"changes":[]}"#), "changes");
         assert_eq!(key_of(""), "");
         assert!(parse("").unwrap_err().to_string().starts_with("invalid configuration: not JSON"));
     }

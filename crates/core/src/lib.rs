@@ -5,6 +5,7 @@
 pub mod accept;
 pub mod authority;
 pub mod cache;
+pub mod changes;
 pub mod clock;
 pub mod coalesce;
 pub mod config;

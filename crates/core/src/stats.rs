@@ -28,6 +28,11 @@ pub struct Ids<T> {
     pub lookups_timed_out: T,
     pub lookups_coalesced: T,
     pub lookup_latency_ms: T,
+    pub changes_polls: T,
+    pub changes_applied: T,
+    pub changes_resets: T,
+    pub changes_failed: T,
+    pub changes_seq: T,
 }
 
 impl<T> Ids<T> {
@@ -51,6 +56,11 @@ impl<T> Ids<T> {
             lookups_timed_out: f(Counter, "cname_guard.lookup.timeouts"),
             lookups_coalesced: f(Counter, "cname_guard.lookup.coalesced"),
             lookup_latency_ms: f(Histogram, "cname_guard.lookup.latency_ms"),
+            changes_polls: f(Counter, "cname_guard.changes.polls"),
+            changes_applied: f(Counter, "cname_guard.changes.applied"),
+            changes_resets: f(Counter, "cname_guard.changes.resets"),
+            changes_failed: f(Counter, "cname_guard.changes.failed"),
+            changes_seq: f(Gauge, "cname_guard.changes.seq"),
         }
     }
 }

@@ -77,6 +77,13 @@ extern "C" {
     fn envoy_dynamic_module_callback_http_filter_scheduler_commit(s: *mut c_void, event: u64);
     fn envoy_dynamic_module_callback_http_filter_scheduler_delete(s: *mut c_void);
     fn envoy_dynamic_module_callback_http_filter_http_callout(f: *mut c_void, id: *mut u64, cluster: Buf, headers: *mut Hdr, n: usize, body: Buf, timeout_ms: u64) -> u32;
+    // Config level (the change feed, on the main thread).
+    fn envoy_dynamic_module_callback_http_filter_config_increment_counter(c: *mut c_void, id: usize, labels: *mut Buf, n: usize, v: u64) -> u32;
+    fn envoy_dynamic_module_callback_http_filter_config_set_gauge(c: *mut c_void, id: usize, labels: *mut Buf, n: usize, v: u64) -> u32;
+    fn envoy_dynamic_module_callback_http_filter_config_scheduler_new(c: *mut c_void) -> *mut c_void;
+    fn envoy_dynamic_module_callback_http_filter_config_scheduler_commit(s: *mut c_void, event: u64);
+    fn envoy_dynamic_module_callback_http_filter_config_scheduler_delete(s: *mut c_void);
+    fn envoy_dynamic_module_callback_http_filter_config_http_callout(c: *mut c_void, id: *mut u64, cluster: Buf, headers: *mut Hdr, n: usize, body: Buf, timeout_ms: u64) -> u32;
 }
 
 /// Envoy's log levels (`envoy_dynamic_module_type_log_level`).
@@ -100,7 +107,9 @@ pub enum MetricKind {
     Histogram,
 }
 
-/// The Envoy filter config, valid during `on_http_filter_config_new`.
+/// The Envoy filter config, valid during `on_http_filter_config_new` and
+/// the config-level hooks (main thread) it is handed to.
+#[derive(Clone, Copy)]
 pub struct ConfigHandle(*mut c_void);
 
 impl ConfigHandle {
@@ -118,6 +127,75 @@ impl ConfigHandle {
             }
         };
         (r == METRICS_SUCCESS).then_some(id)
+    }
+
+    pub fn count(&self, id: Option<usize>, n: u64) {
+        if let Some(id) = id {
+            // SAFETY: live config pointer of a config hook; id from this config; no labels.
+            unsafe { envoy_dynamic_module_callback_http_filter_config_increment_counter(self.0, id, std::ptr::null_mut(), 0, n) };
+        }
+    }
+
+    pub fn gauge_set(&self, id: Option<usize>, v: u64) {
+        if let Some(id) = id {
+            // SAFETY: as for `count`.
+            unsafe { envoy_dynamic_module_callback_http_filter_config_set_gauge(self.0, id, std::ptr::null_mut(), 0, v) };
+        }
+    }
+
+    /// A scheduler of this config: `commit` from any thread ends up in
+    /// `on_http_filter_config_scheduled` on the main thread.
+    pub fn scheduler(&self) -> Option<ConfigScheduler> {
+        // SAFETY: live config pointer; the result is ours (deleted in Drop).
+        let s = unsafe { envoy_dynamic_module_callback_http_filter_config_scheduler_new(self.0) };
+        (!s.is_null()).then_some(ConfigScheduler(s))
+    }
+
+    /// A callout not tied to any request; its answer comes to
+    /// `on_http_filter_config_http_callout_done`.
+    pub fn callout(&self, cluster: &str, headers: &[(&str, &str)], timeout_ms: u64) -> Result<u64, u32> {
+        let mut hs: Vec<Hdr> = headers.iter().map(|(k, v)| Hdr::of(k, v)).collect();
+        let mut id = 0u64;
+        // SAFETY: live config pointer on the main thread; every buffer outlives
+        // the call and Envoy copies the request; `id` is a valid out-pointer.
+        let r = unsafe {
+            envoy_dynamic_module_callback_http_filter_config_http_callout(
+                self.0,
+                &mut id,
+                Buf::of(cluster.as_bytes()),
+                hs.as_mut_ptr(),
+                hs.len(),
+                Buf::NULL,
+                timeout_ms,
+            )
+        };
+        if r == CALLOUT_INIT_SUCCESS {
+            Ok(id)
+        } else {
+            Err(r)
+        }
+    }
+}
+
+/// A config's scheduler (the feed's timer posts through it).
+pub struct ConfigScheduler(*mut c_void);
+
+// SAFETY: as for `Scheduler`: commit is thread-safe, delete happens once.
+unsafe impl Send for ConfigScheduler {}
+// SAFETY: `commit` takes `&self` and the Envoy side is thread-safe.
+unsafe impl Sync for ConfigScheduler {}
+
+impl ConfigScheduler {
+    pub fn commit(&self, event: u64) {
+        // SAFETY: `self.0` is a live config scheduler (not yet deleted).
+        unsafe { envoy_dynamic_module_callback_http_filter_config_scheduler_commit(self.0, event) }
+    }
+}
+
+impl Drop for ConfigScheduler {
+    fn drop(&mut self) {
+        // SAFETY: created by config_scheduler_new, deleted once, here.
+        unsafe { envoy_dynamic_module_callback_http_filter_config_scheduler_delete(self.0) }
     }
 }
 
@@ -363,37 +441,45 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_http_callout_done(
     let s = Stream(f);
     guard("http_callout_done", (), || {
         let Some(filter) = filter(m) else { return };
-        let hs: &[Hdr] = if headers.is_null() {
-            &[]
-        } else {
-            // SAFETY: Envoy passes `headers_size` headers, valid for this hook.
-            unsafe { std::slice::from_raw_parts(headers, headers_size) }
-        };
-        let cs: &[Buf] = if chunks.is_null() {
-            &[]
-        } else {
-            // SAFETY: as above, `chunks_size` body chunks.
-            unsafe { std::slice::from_raw_parts(chunks, chunks_size) }
-        };
-        let status = hs.iter().find_map(|h| {
-            // SAFETY: key and value buffers of a header Envoy passed us.
-            let (k, v) = unsafe { (Buf { ptr: h.key, len: h.key_len }.bytes(), Buf { ptr: h.value, len: h.value_len }.bytes()) };
-            (k == b":status").then(|| String::from_utf8_lossy(v).into_owned())
-        });
-        let limit = cname_guard_core::lookup::MAX_BODY;
-        let mut body = Vec::new();
-        let mut body_len = 0usize;
-        for c in cs {
-            body_len = body_len.saturating_add(c.len);
-            if body.len() < limit {
-                // SAFETY: a body chunk Envoy passed us for this hook.
-                let bytes = unsafe { c.bytes() };
-                body.extend_from_slice(&bytes[..bytes.len().min(limit - body.len())]);
-            }
-        }
-        let resp = CalloutResponse { ok: result == CALLOUT_SUCCESS, status, body_len, body };
+        // SAFETY: Envoy's arrays for this hook.
+        let resp = unsafe { read_response(result, headers, headers_size, chunks, chunks_size, cname_guard_core::lookup::MAX_BODY) };
         filter.on_callout_done(s, id, resp);
     })
+}
+
+/// Copies a callout's status and up to `limit` bytes of its body.
+///
+/// SAFETY (for callers): the pointers and sizes are those Envoy passed to
+/// the running callout-done hook.
+unsafe fn read_response(result: u32, headers: *const Hdr, headers_size: usize, chunks: *const Buf, chunks_size: usize, limit: usize) -> CalloutResponse {
+    let hs: &[Hdr] = if headers.is_null() {
+        &[]
+    } else {
+        // SAFETY: Envoy passes `headers_size` headers, valid for this hook.
+        unsafe { std::slice::from_raw_parts(headers, headers_size) }
+    };
+    let cs: &[Buf] = if chunks.is_null() {
+        &[]
+    } else {
+        // SAFETY: as above, `chunks_size` body chunks.
+        unsafe { std::slice::from_raw_parts(chunks, chunks_size) }
+    };
+    let status = hs.iter().find_map(|h| {
+        // SAFETY: key and value buffers of a header Envoy passed us.
+        let (k, v) = unsafe { (Buf { ptr: h.key, len: h.key_len }.bytes(), Buf { ptr: h.value, len: h.value_len }.bytes()) };
+        (k == b":status").then(|| String::from_utf8_lossy(v).into_owned())
+    });
+    let mut body = Vec::new();
+    let mut body_len = 0usize;
+    for c in cs {
+        body_len = body_len.saturating_add(c.len);
+        if body.len() < limit {
+            // SAFETY: a body chunk Envoy passed us for this hook.
+            let bytes = unsafe { c.bytes() };
+            body.extend_from_slice(&bytes[..bytes.len().min(limit - body.len())]);
+        }
+    }
+    CalloutResponse { ok: result == CALLOUT_SUCCESS, status, body_len, body }
 }
 
 #[no_mangle]
@@ -435,9 +521,32 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_per_route_config_new(_n: B
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_per_route_config_destroy(_p: *const c_void) {}
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_config_scheduled(_c: *mut c_void, _p: *const c_void, _e: u64) {}
+pub extern "C" fn envoy_dynamic_module_on_http_filter_config_scheduled(c: *mut c_void, p: *const c_void, e: u64) {
+    guard("config_scheduled", (), || {
+        if let Some(fc) = config(p) {
+            fc.on_scheduled(ConfigHandle(c), e);
+        }
+    })
+}
+
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_config_http_callout_done() {}
+pub extern "C" fn envoy_dynamic_module_on_http_filter_config_http_callout_done(
+    c: *mut c_void,
+    p: *const c_void,
+    id: u64,
+    result: u32,
+    headers: *const Hdr,
+    headers_size: usize,
+    chunks: *const Buf,
+    chunks_size: usize,
+) {
+    guard("config_http_callout_done", (), || {
+        let Some(fc) = config(p) else { return };
+        // SAFETY: Envoy's arrays for this hook.
+        let resp = unsafe { read_response(result, headers, headers_size, chunks, chunks_size, cname_guard_core::changes::MAX_BODY) };
+        fc.on_feed_done(ConfigHandle(c), id, resp);
+    })
+}
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_config_http_stream_headers() {}
 #[no_mangle]

@@ -5,11 +5,14 @@
 //! - `ffi`: every `unsafe`: the ABI subset, safe wrappers, exported hooks.
 //! - `module`: the filter config (cache, lookups in flight, deadline
 //!   thread) and the per-stream filter.
+//! - `feed`: the change-feed poller (main thread, config-level callouts).
 //! - `flight`: lookups in flight shared by all workers (coalescing).
 //! - `metrics`: counter, gauge and histogram ids.
 
 // The glue links against symbols only Envoy provides, so unit tests
 // (a plain executable) cover the pure parts only.
+#[cfg(not(test))]
+mod feed;
 #[cfg(not(test))]
 mod ffi;
 pub mod flight;

@@ -1,7 +1,8 @@
 //! The filter config (one per Envoy filter config, shared by all workers)
 //! and the per-stream filter: thin glue over `cname-guard-core`.
 
-use crate::ffi::{self, ConfigHandle, Level, Stream, BODY_CONTINUE, BODY_STOP_AND_BUFFER, HEADERS_CONTINUE, HEADERS_STOP_ITERATION, TRAILERS_CONTINUE, TRAILERS_STOP};
+use crate::feed::{Feed, EV_FEED};
+use crate::ffi::{self, CalloutResponse, ConfigHandle, Level, Stream, BODY_CONTINUE, BODY_STOP_AND_BUFFER, HEADERS_CONTINUE, HEADERS_STOP_ITERATION, TRAILERS_CONTINUE, TRAILERS_STOP};
 use crate::flight::{Flights, Join, Wake, Waiter, EV_RETRY, EV_SETTLED, EV_TIMEOUT};
 use crate::metrics::{self, inc, Metrics};
 use cname_guard_core::accept::{self, Format};
@@ -34,6 +35,7 @@ pub struct State {
     metrics: Metrics,
     cache: RwLock<LocalCache>,
     flights: Flights,
+    feed: Feed,
     stop: Mutex<bool>,
     wake_thread: Condvar,
 }
@@ -70,6 +72,7 @@ impl FilterConfig {
         let st = Arc::new(State {
             cache: RwLock::new(LocalCache::new(cfg.cache.max_entries)),
             metrics: metrics::define(c),
+            feed: Feed::new(c, &cfg),
             cfg,
             flights: Flights::default(),
             stop: Mutex::new(false),
@@ -95,7 +98,24 @@ fn deadline_loop(st: &State) {
             Ok((g, _)) => g,
             Err(p) => p.into_inner().0,
         };
-        st.flights.expire(now_ms());
+        let now = now_ms();
+        st.flights.expire(now);
+        st.feed.tick(now);
+    }
+}
+
+impl FilterConfig {
+    /// A config-level event, on the main thread.
+    pub fn on_scheduled(&self, c: ConfigHandle, event: u64) {
+        if event == EV_FEED {
+            self.st.feed.poll(c, &self.st.cfg, &self.st.metrics, now_ms());
+        }
+    }
+
+    /// A config-level callout's answer: the feed's, on the main thread.
+    pub fn on_feed_done(&self, c: ConfigHandle, id: u64, resp: CalloutResponse) {
+        let st = &self.st;
+        st.feed.answered(c, id, resp, &st.cfg, &st.metrics, &st.cache);
     }
 }
 
