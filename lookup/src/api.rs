@@ -1,13 +1,16 @@
 //! The lookup service's endpoints: `/v1/ownership` (lookup contract v1),
-//! `/healthz`, `/readyz`, and `/ext_authz*`.
+//! `/healthz`, `/readyz`, `/ext_authz*`, and with a store `/v1/changes`
+//! (the change feed, contract v1.1).
 
 use crate::dns;
 use crate::ext_authz;
+use crate::feed::{self, Feed, Wire};
 use crate::http::{self, Body};
 use crate::ownership::Ownerships;
 use crate::registry::Answer;
 use crate::resolve::Dns;
 use crate::server::Handler;
+use crate::store::Changes;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Serialize;
@@ -87,6 +90,46 @@ impl<D: Dns> LookupApi<D> {
             Answer::Found(o) => http::json(StatusCode::OK, &o),
             Answer::Unknown => http::json(StatusCode::NOT_FOUND, &Unknown { host: &host, error: "unknown host" }),
         }
+    }
+}
+
+/// `/v1/changes` in front of another handler; without it the path is a 404,
+/// which tells the filter the service has no feed.
+pub struct WithChanges<H> {
+    pub feed: Arc<Feed>,
+    pub inner: H,
+}
+
+impl<H: Handler> Handler for WithChanges<H> {
+    async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
+        if req.uri().path() != feed::PATH {
+            return self.inner.handle(req).await;
+        }
+        if req.method() != Method::GET {
+            return http::method_not_allowed("GET");
+        }
+        let query = match feed::parse_query(req.uri().query()) {
+            Ok(q) => q,
+            Err(message) => return http::json_error(StatusCode::BAD_REQUEST, message),
+        };
+        match self.feed.changes(query).await {
+            Ok(changes) => {
+                if let (Changes::Reset { seq }, Some(since)) = (&changes, query.since) {
+                    crate::info!("changes since={since} reset seq={seq}{}", request_id(&req));
+                }
+                http::json(StatusCode::OK, &Wire::from(&changes))
+            }
+            Err(e) => {
+                crate::warn!("changes status=503 store unavailable: {e}{}", request_id(&req));
+                let body = serde_json::json!({ "error": "store unavailable", "detail": e.to_string() });
+                http::json(StatusCode::SERVICE_UNAVAILABLE, &body)
+            }
+        }
+    }
+
+    fn shutting_down(&self) {
+        self.feed.close();
+        self.inner.shutting_down();
     }
 }
 

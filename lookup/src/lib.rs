@@ -10,6 +10,7 @@ pub mod client;
 pub mod dns;
 pub mod dns_cache;
 pub mod ext_authz;
+pub mod feed;
 pub mod http;
 pub mod origin;
 pub mod ownership;

@@ -3,9 +3,10 @@
 //! SIGINT stops all three.
 
 use crate::admin::{admin_router, AdminState};
-use crate::api::LookupApi;
+use crate::api::{LookupApi, WithChanges};
 use crate::cli::{ServeArgs, VerifierArgs};
 use crate::dns_cache::CachedDns;
+use crate::feed::{Feed, FeedConfig};
 use crate::ownership::Ownerships;
 use crate::resolve::{DnsConfig, Hickory};
 use crate::run::StartError;
@@ -165,7 +166,9 @@ pub async fn serve(
     let verifier = Verifier::new(store.clone(), probe, verifier_config(&args.verifier), owner);
     let verifier_task = tokio::spawn(verifier.run(stopped(stop_rx.clone())));
 
-    server::serve(listener, Arc::new(api), stopped(stop_rx)).await;
+    // The change feed (contract v1.1) on the listener Envoy calls.
+    let feed = Feed::start(store.clone(), FeedConfig::default());
+    server::serve(listener, Arc::new(WithChanges { feed, inner: api }), stopped(stop_rx)).await;
     if let Some(task) = admin_task {
         let _ = task.await;
     }

@@ -23,6 +23,9 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub trait Handler: Send + Sync + 'static {
     fn handle(&self, req: Request<Incoming>) -> impl Future<Output = Response<Body>> + Send;
+
+    /// The listener has closed: requests that wait (long polls) answer now.
+    fn shutting_down(&self) {}
 }
 
 /// Binds `addr` and prints `listening on ADDR` (the bound port) to stdout.
@@ -91,6 +94,7 @@ pub async fn serve<H: Handler>(listener: TcpListener, handler: Arc<H>, stop: imp
         });
     }
     drop(listener);
+    handler.shutting_down();
     tokio::select! {
         () = graceful.shutdown() => crate::info!("all connections closed"),
         () = tokio::time::sleep(DRAIN) => crate::warn!("connections still open after {DRAIN:?}; exiting"),

@@ -1,6 +1,7 @@
 //! Accounts: created or updated by the operator, removed once empty.
 
 use super::audit::{self, Actor};
+use super::changes::{self, Pending};
 use super::{col, is_foreign_key_violation, now, Store, StoreError};
 use sqlx::{Any, Transaction};
 
@@ -8,8 +9,11 @@ impl Store {
     /// Creates the account or sets its `suspended`.
     pub async fn put_account(&self, actor: &Actor, id: &str, suspended: bool) -> Result<Upsert, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let created = upsert_account(&mut tx, actor, id, suspended).await?;
+        let mut pending = Pending::default();
+        let created = upsert_account(&mut tx, actor, id, suspended, &mut pending).await?;
+        let seq = changes::record(&mut tx, pending).await?;
         tx.commit().await?;
+        self.announce(seq);
         Ok(created)
     }
 
@@ -66,6 +70,7 @@ pub(super) async fn upsert_account(
     actor: &Actor,
     id: &str,
     suspended: bool,
+    pending: &mut Pending,
 ) -> Result<Upsert, StoreError> {
     let t = now();
     let flag = i64::from(suspended);
@@ -80,6 +85,9 @@ pub(super) async fn upsert_account(
                 .bind(id)
                 .execute(&mut **tx)
                 .await?;
+            // A new account has nothing to answer for yet; a suspension
+            // changes the answer of its zones and custom hostnames.
+            pending.account(tx, id).await?;
             Upsert::Updated
         }
         None => {

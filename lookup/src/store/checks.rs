@@ -2,6 +2,7 @@
 //! lease, so of several replicas one checks each hostname per round.
 
 use super::audit::Actor;
+use super::changes::{self, Pending};
 use super::hostnames::{audit_transition, errors_json, from_row, CustomHostname, Status, StatusChange, COLUMNS};
 use super::{col, Store, StoreError};
 
@@ -103,10 +104,17 @@ impl Store {
         let Some(row) = row else {
             return Ok(false);
         };
+        let mut pending = Pending::default();
         if let Some(c) = change {
-            audit_transition(&mut tx, &Actor::Verifier, &col::<String>(&row, "hostname")?, c).await?;
+            let hostname: String = col(&row, "hostname")?;
+            audit_transition(&mut tx, &Actor::Verifier, &hostname, c).await?;
+            if c.from != c.to {
+                pending.host(&hostname);
+            }
         }
+        let seq = changes::record(&mut tx, pending).await?;
         tx.commit().await?;
+        self.announce(seq);
         Ok(true)
     }
 }

@@ -2,6 +2,7 @@
 
 use super::accounts::conflict_on_unique;
 use super::audit::{self, Actor};
+use super::changes::{self, Pending};
 use super::{col, is_foreign_key_violation, now, random_hex, Store, StoreError};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Transaction};
@@ -125,8 +126,11 @@ impl Store {
         errors: &[String],
     ) -> Result<CustomHostname, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let id = insert_hostname(&mut tx, actor, account, hostname, token, status, errors).await?;
+        let mut pending = Pending::default();
+        let id = insert_hostname(&mut tx, actor, account, hostname, token, status, errors, &mut pending).await?;
+        let seq = changes::record(&mut tx, pending).await?;
         tx.commit().await?;
+        self.announce(seq);
         self.hostname(account, &id).await?.ok_or(StoreError::NotFound("custom hostname"))
     }
 
@@ -199,7 +203,11 @@ impl Store {
             .ok_or(StoreError::NotFound("custom hostname"))?;
         let hostname: String = col(&row, "hostname")?;
         audit::record(&mut tx, actor, "hostname.delete", &format!("hostname:{hostname}"), "deleted").await?;
+        let mut pending = Pending::default();
+        pending.host(&hostname);
+        let seq = changes::record(&mut tx, pending).await?;
         tx.commit().await?;
+        self.announce(seq);
         Ok(())
     }
 
@@ -213,14 +221,18 @@ impl Store {
         change: &StatusChange,
     ) -> Result<Option<CustomHostname>, StoreError> {
         let mut tx = self.pool.begin().await?;
-        if !update_status(&mut tx, actor, account, id, change).await? {
+        let mut pending = Pending::default();
+        if !update_status(&mut tx, actor, account, id, change, &mut pending).await? {
             return Ok(None);
         }
+        let seq = changes::record(&mut tx, pending).await?;
         tx.commit().await?;
+        self.announce(seq);
         self.hostname(account, id).await
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn insert_hostname(
     tx: &mut Transaction<'_, Any>,
     actor: &Actor,
@@ -229,6 +241,7 @@ pub(super) async fn insert_hostname(
     token: &str,
     status: Status,
     errors: &[String],
+    pending: &mut Pending,
 ) -> Result<String, StoreError> {
     let id = random_hex()?;
     sqlx::query(
@@ -253,6 +266,7 @@ pub(super) async fn insert_hostname(
         }
     })?;
     audit::record(tx, actor, "hostname.create", &format!("hostname:{hostname}"), &format!("status={status}")).await?;
+    pending.host(hostname);
     Ok(id)
 }
 
@@ -263,6 +277,7 @@ pub(super) async fn update_status(
     account: &str,
     id: &str,
     change: &StatusChange,
+    pending: &mut Pending,
 ) -> Result<bool, StoreError> {
     let t = now();
     let row = sqlx::query(
@@ -280,7 +295,11 @@ pub(super) async fn update_status(
     let Some(row) = row else {
         return Ok(false);
     };
-    audit_transition(tx, actor, &col::<String>(&row, "hostname")?, change).await?;
+    let hostname: String = col(&row, "hostname")?;
+    audit_transition(tx, actor, &hostname, change).await?;
+    if change.from != change.to {
+        pending.host(&hostname);
+    }
     Ok(true)
 }
 

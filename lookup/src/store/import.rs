@@ -5,6 +5,7 @@
 
 use super::accounts::Upsert;
 use super::audit::Actor;
+use super::changes::{self, Pending};
 use super::hostnames::{find_in, insert_hostname, update_status, Status, StatusChange};
 use super::{accounts, check_account, check_hostname, zones, NameError, Store, StoreError};
 use crate::registry::Registry;
@@ -186,12 +187,13 @@ pub async fn import_registry(store: &Store, bytes: &[u8]) -> Result<ImportCounts
     let actor = Actor::Import;
     let mut counts = ImportCounts::default();
     let mut tx = store.pool.begin().await?;
+    let mut pending = Pending::default();
     for (id, suspended) in &plan.accounts {
-        let done = accounts::upsert_account(&mut tx, &actor, id, *suspended).await?;
+        let done = accounts::upsert_account(&mut tx, &actor, id, *suspended, &mut pending).await?;
         counts.accounts_created += usize::from(done == Upsert::Created);
     }
     for (zone, account) in &plan.zones {
-        let done = zones::upsert_zone(&mut tx, &actor, zone, account).await?;
+        let done = zones::upsert_zone(&mut tx, &actor, zone, account, &mut pending).await?;
         counts.zones_created += usize::from(done == Upsert::Created);
     }
     let mut problems = Vec::new();
@@ -199,7 +201,7 @@ pub async fn import_registry(store: &Store, bytes: &[u8]) -> Result<ImportCounts
         match find_in(&mut tx, host).await? {
             None => {
                 let token = Store::new_verification_token()?;
-                insert_hostname(&mut tx, &actor, account, host, &token, *status, &[]).await?;
+                insert_hostname(&mut tx, &actor, account, host, &token, *status, &[], &mut pending).await?;
                 counts.hostnames_created += 1;
             }
             Some((_, holder, _)) if holder != *account => {
@@ -213,7 +215,7 @@ pub async fn import_registry(store: &Store, bytes: &[u8]) -> Result<ImportCounts
                     verification_errors: Vec::new(),
                     reason: "imported".into(),
                 };
-                update_status(&mut tx, &actor, account, &id, &change).await?;
+                update_status(&mut tx, &actor, account, &id, &change, &mut pending).await?;
                 counts.hostnames_changed += 1;
             }
         }
@@ -222,7 +224,9 @@ pub async fn import_registry(store: &Store, bytes: &[u8]) -> Result<ImportCounts
         tx.rollback().await?;
         return Err(ImportError::Invalid(problems));
     }
+    let seq = changes::record(&mut tx, pending).await?;
     tx.commit().await?;
+    store.announce(seq);
     Ok(counts)
 }
 

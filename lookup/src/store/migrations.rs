@@ -7,7 +7,10 @@ use sqlx::AnyPool;
 use std::future::Future;
 use std::pin::Pin;
 
-const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "initial", include_str!("../../migrations/0001_initial.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "initial", include_str!("../../migrations/0001_initial.sql")),
+    (2, "changes", include_str!("../../migrations/0002_changes.sql")),
+];
 
 #[derive(Debug)]
 struct Embedded;

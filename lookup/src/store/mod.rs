@@ -3,10 +3,11 @@
 //! (`sqlx::Any`) and one schema (`lookup/migrations/`).
 //!
 //! Every query is parameterised; every change is written with its audit
-//! entry in one transaction.
+//! entry, and the names it affects for the change feed, in one transaction.
 
 mod accounts;
 mod audit;
+mod changes;
 mod checks;
 mod hostnames;
 mod import;
@@ -18,6 +19,7 @@ mod zones;
 
 pub use accounts::Upsert;
 pub use audit::{Actor, AuditEntry};
+pub use changes::{Changes, FeedHead, MAX_NAMES};
 pub use hostnames::{CustomHostname, HostnameFilter, HostnamePage, Status, StatusChange, MAX_PER_PAGE};
 pub use import::{import_registry, parse_registry, ImportCounts, ImportError};
 pub use names::{check_account, check_hostname, check_id, NameError};
@@ -26,6 +28,7 @@ pub use tokens::{IssuedToken, TokenOwner};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Connections per pool; SQLite serialises writers anyway.
@@ -43,6 +46,8 @@ pub enum Backend {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// The newest change sequence number this process knows of (the feed).
+    head: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 #[derive(Debug)]
@@ -102,7 +107,9 @@ impl Store {
             sqlx::query("PRAGMA journal_mode=WAL").execute(&pool).await?;
         }
         migrations::run(&pool).await?;
-        Ok(Store { pool, backend })
+        let store = Store { pool, backend, head: Arc::new(tokio::sync::watch::Sender::new(0)) };
+        store.refresh_head().await?;
+        Ok(store)
     }
 
     pub fn backend(&self) -> Backend {

@@ -2,6 +2,7 @@
 
 use super::accounts::{conflict_on_unique, Upsert};
 use super::audit::{self, Actor};
+use super::changes::{self, Pending};
 use super::{col, is_foreign_key_violation, now, Store, StoreError};
 use sqlx::{Any, Transaction};
 
@@ -9,19 +10,28 @@ impl Store {
     /// Assigns `zone` to `account` (which must exist).
     pub async fn put_zone(&self, actor: &Actor, zone: &str, account: &str) -> Result<Upsert, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let created = upsert_zone(&mut tx, actor, zone, account).await?;
+        let mut pending = Pending::default();
+        let created = upsert_zone(&mut tx, actor, zone, account, &mut pending).await?;
+        let seq = changes::record(&mut tx, pending).await?;
         tx.commit().await?;
+        self.announce(seq);
         Ok(created)
     }
 
     pub async fn delete_zone(&self, actor: &Actor, zone: &str) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        let gone = sqlx::query("DELETE FROM zones WHERE name = $1").bind(zone).execute(&mut *tx).await?.rows_affected();
-        if gone == 0 {
-            return Err(StoreError::NotFound("zone"));
-        }
+        let row = sqlx::query("DELETE FROM zones WHERE name = $1 RETURNING account")
+            .bind(zone)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(StoreError::NotFound("zone"))?;
+        let mut pending = Pending::default();
+        pending.zone(zone);
+        pending.hostnames_of(&mut tx, &col::<String>(&row, "account")?).await?;
         audit::record(&mut tx, actor, "zone.delete", &format!("zone:{zone}"), "deleted").await?;
+        let seq = changes::record(&mut tx, pending).await?;
         tx.commit().await?;
+        self.announce(seq);
         Ok(())
     }
 
@@ -45,6 +55,7 @@ pub(super) async fn upsert_zone(
     actor: &Actor,
     zone: &str,
     account: &str,
+    pending: &mut Pending,
 ) -> Result<Upsert, StoreError> {
     let t = now();
     let fk = |e: sqlx::Error| {
@@ -57,7 +68,8 @@ pub(super) async fn upsert_zone(
     let current = sqlx::query("SELECT account FROM zones WHERE name = $1").bind(zone).fetch_optional(&mut **tx).await?;
     let done = match current {
         Some(row) if col::<String>(&row, "account")? == account => return Ok(Upsert::Unchanged),
-        Some(_) => {
+        Some(row) => {
+            pending.hostnames_of(tx, &col::<String>(&row, "account")?).await?;
             sqlx::query("UPDATE zones SET account = $1, updated_at = $2 WHERE name = $3")
                 .bind(account)
                 .bind(t)
@@ -78,6 +90,9 @@ pub(super) async fn upsert_zone(
             Upsert::Created
         }
     };
+    // Names in the zone, and custom hostnames whose CNAMEs lead into it.
+    pending.zone(zone);
+    pending.hostnames_of(tx, account).await?;
     let action = if done == Upsert::Created { "zone.create" } else { "zone.update" };
     audit::record(tx, actor, action, &format!("zone:{zone}"), &format!("account={account}")).await?;
     Ok(done)

@@ -102,17 +102,22 @@ impl Api {
 
     /// Sends bytes as they are; the reply to the first request.
     pub async fn raw(&self, request: &[u8]) -> Reply {
-        tokio::time::timeout(DEADLINE, async {
-            let mut s = TcpStream::connect(self.addr).await.expect("connect");
-            // The server may answer (413) before reading all; that is fine.
-            let _ = s.write_all(request).await;
-            let mut buf = Vec::new();
-            let _ = s.read_to_end(&mut buf).await;
-            Reply::parse(&buf)
-        })
-        .await
-        .expect("no answer before the deadline")
+        raw(self.addr, request).await
     }
+}
+
+/// Sends bytes as they are to `addr`; the reply to the first request.
+pub async fn raw(addr: SocketAddr, request: &[u8]) -> Reply {
+    tokio::time::timeout(DEADLINE, async {
+        let mut s = TcpStream::connect(addr).await.expect("connect");
+        // The server may answer (413) before reading all; that is fine.
+        let _ = s.write_all(request).await;
+        let mut buf = Vec::new();
+        let _ = s.read_to_end(&mut buf).await;
+        Reply::parse(&buf)
+    })
+    .await
+    .expect("no answer before the deadline")
 }
 
 impl Drop for Api {
