@@ -252,6 +252,13 @@ retries() { # admin-url: the lookup route's retries so far
   curl -s --max-time 2 "$1/stats" | sed -n 's/^cluster\.cname_guard_lookup_replicas\.upstream_rq_retry: //p'
 }
 
+health_flags() { # both Envoys' view of the replicas, for a failed check
+  local a
+  for a in "$ADMIN" "$ADMIN2"; do
+    curl -s --max-time 2 "$a/clusters" | grep '^cname_guard_lookup_replicas::.*::health_flags::' | sed "s|^|     $a |"
+  done
+}
+
 # replica_failed ip: both Envoys mark that replica failed_active_hc.
 replica_failed() {
   local a
@@ -449,7 +456,8 @@ EOF
   else fail "docker network disconnect ${PROJECT}_db lookup-2"; fi
   wait_until 20 replica_failed "$l2ip"
   check "lookup-2 ($l2ip) fails /readyz: failed_active_hc in both Envoys, lookup-1 healthy" eval '
-    replica_failed "$l2ip" && is "$(healthy_lookups)" 1 && is "$(healthy_lookups "$ADMIN2")" 1'
+    replica_failed "$l2ip" && is "$(healthy_lookups)" 1 && is "$(healthy_lookups "$ADMIN2")" 1 || {
+      health_flags >&2; false; }'
   local cut=cut-$run.tenants.saas.example
   check "$cut: 200 on both Envoys meanwhile (lookup-1 answers)" \
     eval 'is "$(code_at "$EDGE" "$cut")" 200 && is "$(code_at "$EDGE2" "$cut")" 200'
