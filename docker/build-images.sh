@@ -84,6 +84,15 @@ copy_libs() { # binary rootfs
   [[ -x $2/lib64/ld-linux-x86-64.so.2 ]] || die "no dynamic loader in $2/lib64"
 }
 
+# glibc loads libgcc_s at run time (thread cancellation), and the native
+# module links it; ldd of a binary that does not name it leaves it out.
+copy_libgcc() { # rootfs
+  local gcc
+  gcc=$(ldconfig -p | awk '/libgcc_s.so.1 .*x86-64/ { print $NF; exit }')
+  [[ -n $gcc ]] || die "no libgcc_s.so.1 (ldconfig -p)"
+  mkdir -p "$1$(dirname "$gcc")" && cp -L "$gcc" "$1$gcc"
+}
+
 # Envoy + every shared library ldd names + the dynamic loader, at the paths
 # the binary asks for (the ELF interpreter is /lib64/ld-linux-x86-64.so.2; the
 # loader finds the rest in its built-in /lib/<multiarch> directory).
@@ -97,6 +106,7 @@ envoy_image() {
   cp "$bin" "$root/usr/local/bin/envoy"
   chmod 0755 "$root/usr/local/bin/envoy"
   copy_libs "$bin" "$root"
+  copy_libgcc "$root"
   # The same user as the official image (envoy, 101).
   printf 'root:x:0:0:root:/:/sbin/nologin\nenvoy:x:101:101:envoy:/:/sbin/nologin\n' >"$root/etc/passwd"
   printf 'root:x:0:\nenvoy:x:101:\n' >"$root/etc/group"
@@ -112,7 +122,7 @@ envoy_image() {
 # 5353, so no capability is needed to bind it) and the zones under
 # /etc/named, FROM scratch. Its working directory is /tmp (a tmpfs in compose).
 dns_image() {
-  local bin root gcc
+  local bin root
   bin=$(command -v named || echo /usr/sbin/named)
   [[ -x $bin ]] || die "no named: apt-get install bind9"
   fresh_ctx dns
@@ -121,9 +131,7 @@ dns_image() {
   chmod 1777 "$root/tmp"
   cp "$bin" "$root/usr/sbin/named"
   copy_libs "$bin" "$root"
-  # glibc loads libgcc_s at run time (thread cancellation); ldd does not list it.
-  gcc=$(ldconfig -p | awk '/libgcc_s.so.1 .*x86-64/ { print $NF; exit }')
-  [[ -n $gcc ]] && mkdir -p "$root$(dirname "$gcc")" && cp -L "$gcc" "$root$gcc"
+  copy_libgcc "$root"
   cp envoy/dns/*.zone "$root/etc/named/"
   bash scripts/named-conf.sh /tmp 5353 envoy/dns none /etc/named >"$root/etc/named/named.conf"
   printf 'root:x:0:0:root:/:/sbin/nologin\nnamed:x:65532:65532:named:/tmp:/sbin/nologin\n' >"$root/etc/passwd"
