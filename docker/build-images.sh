@@ -151,13 +151,22 @@ PG_USER=${CNAME_GUARD_PG_USER:-cname_guard}
 PG_PASSWORD=${CNAME_GUARD_PG_PASSWORD:-cname-guard-demo}
 PG_SUBNET=${CNAME_GUARD_PG_SUBNET:-10.213.53.0/24}
 postgres_image() {
-  local bin share lib ver root init v deadline id so ok=0
+  local bin share lib ver root init v deadline id so inputs ok=0
   bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1)
   [[ -n $bin && -x $bin/postgres && -x $bin/initdb ]] || die "no PostgreSQL: apt-get install postgresql"
   ver=$(basename "$(dirname "$bin")")
   share=$("$bin/pg_config" --sharedir 2>/dev/null || echo "/usr/share/postgresql/$ver")
   lib=$("$bin/pg_config" --pkglibdir 2>/dev/null || echo "/usr/lib/postgresql/$ver/lib")
   command -v runuser >/dev/null || die "runuser (util-linux) is needed to run initdb unprivileged"
+  # initdb's output differs every run (the system identifier), so the
+  # context's digest can't tell an image is current: its inputs do.
+  inputs=$( ("$bin/postgres" --version; sha256sum "$bin/postgres" docker/postgres.Dockerfile
+             declare -f postgres_image copy_libs; echo "$PG_USER $PG_PASSWORD $PG_SUBNET") | sha256sum | cut -c1-64)
+  if [[ $("$DOCKER" image inspect -f '{{index .Config.Labels "cname-guard.inputs"}}' "cname-guard/postgres:$ver" 2>/dev/null) == "$inputs" &&
+        $("$DOCKER" image inspect -f '{{index .Config.Labels "cname-guard.inputs"}}' cname-guard/postgres:latest 2>/dev/null) == "$inputs" ]]; then
+    echo "build-images: cname-guard/postgres:$ver cname-guard/postgres:latest (up to date)"
+    return 0
+  fi
   fresh_ctx postgres
   root=$CTX/postgres/rootfs
   mkdir -p "$root$bin" "$root$lib" "$root$(dirname "$share")" "$root/usr/share/zoneinfo/Etc" "$root/tmp" \
@@ -202,7 +211,8 @@ postgres_image() {
   mkdir -p "$CTX/postgres/pg" && cp -a "$init/data" "$CTX/postgres/pg/data"
   rm -rf "$init"
   build postgres "cname-guard/postgres:$ver" "cname-guard/postgres:latest" -- \
-    --label "org.opencontainers.image.title=postgres" --label "org.opencontainers.image.version=$ver"
+    --label "org.opencontainers.image.title=postgres" --label "org.opencontainers.image.version=$ver" \
+    --label "cname-guard.inputs=$inputs"
   # Prove the image is complete: the server starts on its data directory
   # and accepts connections.
   id=$("$DOCKER" run -d --network none "cname-guard/postgres:$ver") || die "cname-guard/postgres does not start"
