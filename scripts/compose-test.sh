@@ -544,6 +544,8 @@ cleanup() {
     echo "--- compose logs (last 40 lines per service)"
     compose logs --no-color --tail 40 2>&1 | sed 's/^/    /'
   fi
+  # The load loop, if a run stopped in the middle of it.
+  if [[ -n $LOAD_PID ]]; then kill "$LOAD_PID" 2>/dev/null; wait "$LOAD_PID" 2>/dev/null; fi
   log "down"
   down >/dev/null 2>&1 || down
   [[ -n $TMP ]] && rm -rf "$TMP"
