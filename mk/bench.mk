@@ -64,3 +64,10 @@ bench-callgrind: bench-build
 	@command -v valgrind >/dev/null || { echo "bench: installing valgrind"; \
 	  $(BENCH_SUDO) apt-get update -qq && $(BENCH_SUDO) apt-get install -y -qq valgrind; }
 	@$(PYTHON) scripts/bench_callgrind.py $(CALLGRIND_ARGS)
+
+# The lookup service alone: GET /v1/ownership with DNS cached, store on
+# SQLite and on PostgreSQL (README "Performance"). Not part of `make test`.
+.PHONY: bench-lookup
+bench-lookup: bench-tools postgres-tools
+	$(CARGO) build --release -p cname-guard-lookup
+	$(PYTHON) scripts/bench_lookup.py $(BENCH_LOOKUP_ARGS)

@@ -186,9 +186,12 @@ def start_service(procs: Procs, name: str, argv: list[str], cpu: int | None) -> 
         time.sleep(0.05)
 
 
-def start_lookup(procs: Procs, scratch: Path, cpu: int | None, extra: list[str]) -> tuple[subprocess.Popen, int]:
+def start_lookup(procs: Procs, scratch: Path, cpu: int | None, extra: list[str],
+                 database: str | None = None) -> tuple[subprocess.Popen, int]:
     """The reference lookup service over a BIND serving the demo zones
-    (envoy/dns), as `make run` has it: verdicts come from real DNS."""
+    (envoy/dns), as `make run` has it: verdicts come from real DNS, platform
+    data from a store (`database`, default a fresh SQLite file) with the demo
+    registry imported."""
     dns_dir = scratch / "dns"
     dns_dir.mkdir(parents=True, exist_ok=True)
     for z in (ROOT / "envoy" / "dns").glob("*.zone"):
@@ -206,7 +209,9 @@ def start_lookup(procs: Procs, scratch: Path, cpu: int | None, extra: list[str])
         if p.poll() is not None or time.time() > deadline:
             raise RuntimeError(f"named did not start:\n{named_log.read_text(errors='replace')[-2000:]}")
         time.sleep(0.05)
-    return start_service(procs, "lookup", [str(LOOKUP_BIN), "--registry", str(REGISTRY),
+    database = database or f"sqlite:{scratch / 'store.db'}"
+    return start_service(procs, "lookup", [str(LOOKUP_BIN), "serve", "--database", database,
+                                           "--import", str(REGISTRY), "--admin-listen", "127.0.0.1:0",
                                            "--dns-server", f"127.0.0.1:{dns_port}"] + extra, cpu)
 
 

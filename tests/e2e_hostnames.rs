@@ -40,10 +40,7 @@ fn stack() -> Stack {
     let bind = Bind::start(&[
         ("saas.example", zone("saas.example", "edge IN A 192.0.2.10\n").as_str()),
         ("other.example", zone("other.example", "www IN A 192.0.2.70\n").as_str()),
-        (
-            "brand.example",
-            zone("brand.example", "custom IN CNAME edge.saas.example.\nshop IN A 192.0.2.80\n").as_str(),
-        ),
+        ("brand.example", zone("brand.example", "custom IN CNAME edge.saas.example.\nshop IN A 192.0.2.80\n").as_str()),
     ]);
     let dir = Scratch::new("e2e-hostnames");
     let registry = dir.0.join("registry.json");
@@ -68,8 +65,15 @@ fn stack() -> Stack {
     let (origin, origin_port) = origin();
     let cfg = plugin_config(json!({"cache": {"ttl_seconds": 1, "negative_ttl_seconds": 1}}));
     let envoy = Envoy::start(&EnvoyOpts::new(cfg, ports[0], origin_port));
-    let mut stack =
-        Stack { envoy, bind, admin_port: ports[1], saas_token: String::new(), _lookup: lookup, _origin: origin, _dir: dir };
+    let mut stack = Stack {
+        envoy,
+        bind,
+        admin_port: ports[1],
+        saas_token: String::new(),
+        _lookup: lookup,
+        _origin: origin,
+        _dir: dir,
+    };
     let (status, token) = stack.api("POST", "/v1/accounts/acct-saas/tokens", ADMIN_TOKEN, Some(json!({})));
     assert_eq!(status, 201, "{token}");
     stack.saas_token = token["token"].as_str().expect("token").to_string();
@@ -100,7 +104,8 @@ impl Stack {
     }
 
     fn hostname(&self, id: &str) -> Value {
-        let (status, h) = self.api("GET", &format!("/v1/accounts/acct-saas/custom_hostnames/{id}"), &self.saas_token, None);
+        let (status, h) =
+            self.api("GET", &format!("/v1/accounts/acct-saas/custom_hostnames/{id}"), &self.saas_token, None);
         assert_eq!(status, 200, "{h}");
         h
     }

@@ -128,7 +128,9 @@ pub async fn serve(
     );
     let ownerships =
         Ownerships { store: store.clone(), dns: CachedDns::new(resolver, cache_entries, max_ttl), max_ttl };
-    let api = LookupApi { ownerships: Arc::new(ownerships), quiet: args.quiet };
+    let lookup = LookupApi { ownerships: Arc::new(ownerships), quiet: args.quiet };
+    // The change feed (contract v1.1) on the same listener.
+    let api = WithChanges { feed: Feed::start(store.clone(), FeedConfig::default()), inner: lookup };
 
     // One signal stops every part.
     let shutdown = Shutdown::register().map_err(StartError::Signals)?;

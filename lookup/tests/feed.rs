@@ -18,7 +18,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::api::{raw, Reply};
 use support::postgres::Postgres;
-use support::Scratch;
+use support::service::Lookup;
+use support::{dns, Scratch};
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
@@ -628,4 +629,58 @@ async fn postgres_mixed_writers_do_not_deadlock() {
     expected.extend((0..ROUNDS).map(|n| format!("imp{n}.brand.example")));
     let missing: Vec<_> = expected.difference(&seen).collect();
     assert!(missing.is_empty(), "never in the feed: {missing:?}");
+}
+
+/// A raw GET on its own connection, written before the answer is read.
+fn open_get(port: u16, target: &str) -> std::net::TcpStream {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(DEADLINE)).expect("timeout");
+    let req = format!("GET {target} HTTP/1.1\r\nhost: lookup\r\nconnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).expect("write");
+    s
+}
+
+fn read_answer(mut s: std::net::TcpStream) -> (u16, Value) {
+    use std::io::Read;
+    let mut raw = String::new();
+    let _ = s.read_to_string(&mut raw);
+    let status = raw.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = raw.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+/// The real `serve`: the feed on the lookup listener, fed by the management
+/// API, and a long poll that does not hold up SIGTERM.
+#[test]
+fn serve_answers_the_feed() {
+    let dir = Scratch::new("feed-serve");
+    let svc = Lookup::start(&dir.sqlite_url(), &["--dns-server", &dns::demo().addr()], &dir.0.join("lookup.log"));
+    let (status, body) = svc.get("/v1/changes");
+    assert_eq!(
+        (status, serde_json::from_str::<Value>(&body).unwrap()),
+        (200, json!({"seq": 0, "hosts": [], "zones": []}))
+    );
+    assert_eq!(svc.get("/v1/changes?since=x").0, 400);
+    assert_eq!(svc.admin("PUT", "/v1/accounts/acct-saas", Some(r#"{"suspended": false}"#)).0, 201);
+    assert_eq!(svc.admin("PUT", "/v1/zones/saas.example", Some(r#"{"account": "acct-saas"}"#)).0, 201);
+
+    // Waiting since 1; the API's write answers it (at once if it came first).
+    let start = Instant::now();
+    let poll = open_get(svc.port, "/v1/changes?since=1&wait=20");
+    let body = r#"{"hostname": "shop.brand.example"}"#;
+    assert_eq!(svc.admin("POST", "/v1/accounts/acct-saas/custom_hostnames", Some(body)).0, 201, "{}", svc.stderr());
+    let (status, answer) = read_answer(poll);
+    assert_eq!((status, answer), (200, json!({"seq": 2, "hosts": ["shop.brand.example"], "zones": []})));
+    assert!(start.elapsed() < Duration::from_secs(5), "the long poll waited {:?}", start.elapsed());
+
+    // A long poll open at SIGTERM: answered at once, and the service exits
+    // well before its 10 s drain. /healthz answered means the poll's
+    // connection (opened first) was accepted.
+    let poll = open_get(svc.port, "/v1/changes?since=2&wait=30");
+    assert_eq!(svc.get("/healthz").0, 200);
+    let start = Instant::now();
+    svc.stop();
+    assert!(start.elapsed() < Duration::from_secs(5), "shutdown took {:?}", start.elapsed());
+    assert_eq!(read_answer(poll), (200, json!({"seq": 2, "hosts": [], "zones": []})));
 }

@@ -387,7 +387,12 @@ pub struct Request {
 
 impl Request {
     pub fn get(host: &str) -> Request {
-        Request { method: "GET".into(), path: "/".into(), headers: vec![("Host".into(), host.into())], body: Vec::new() }
+        Request {
+            method: "GET".into(),
+            path: "/".into(),
+            headers: vec![("Host".into(), host.into())],
+            body: Vec::new(),
+        }
     }
     pub fn method(mut self, m: &str) -> Request {
         self.method = m.into();

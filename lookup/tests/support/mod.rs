@@ -5,6 +5,7 @@ pub mod api;
 #[path = "../../../tests/common/dns.rs"]
 pub mod dns;
 pub mod postgres;
+pub mod service;
 
 use std::path::PathBuf;
 
