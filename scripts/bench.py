@@ -212,6 +212,7 @@ def start_lookup(procs: Procs, scratch: Path, cpu: int | None, extra: list[str],
     database = database or f"sqlite:{scratch / 'store.db'}"
     return start_service(procs, "lookup", [str(LOOKUP_BIN), "serve", "--database", database,
                                            "--import", str(REGISTRY), "--admin-listen", "127.0.0.1:0",
+                                           "--verifier", "off",
                                            "--dns-server", f"127.0.0.1:{dns_port}"] + extra, cpu)
 
 

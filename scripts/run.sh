@@ -43,7 +43,7 @@ wait_http() { # url, name
 CNAME_GUARD_ADMIN_TOKEN=$admin_token target/release/cname-guard-lookup serve \
   --database "sqlite:$dns_dir/store.db" --import envoy/registry.json \
   --listen 127.0.0.1:8081 --admin-listen 127.0.0.1:8091 \
-  --dns-server "127.0.0.1:$DNS_PORT" --verify-recheck 30s >/dev/null 2>"$dns_dir/lookup.log" &
+  --dns-server "127.0.0.1:$DNS_PORT" --verifier off >/dev/null 2>"$dns_dir/lookup.log" &
 pids+=($!)
 target/release/cname-guard-origin --name demo-origin --listen 127.0.0.1:8082 >/dev/null &
 pids+=($!)
@@ -99,13 +99,15 @@ The management API is on http://127.0.0.1:8091 (admin token below; docs/api.md):
 
   export CNAME_GUARD_TOKEN=$admin_token
   curl -i -H 'Host: custom.brand.example' http://127.0.0.1:10000/        # 409, Error 1014
-  curl -s -H "authorization: Bearer \$CNAME_GUARD_TOKEN" -H 'content-type: application/json' \
+  curl -s -H "authorization: Bearer \$CNAME_GUARD_TOKEN" -H 'content-type: application/json' \\
     -d '{"hostname": "custom.brand.example"}' http://127.0.0.1:8091/v1/accounts/acct-saas/custom_hostnames
   # or: target/release/cname-guard-lookup hostnames add acct-saas custom.brand.example
-  curl -i -H 'Host: custom.brand.example' http://127.0.0.1:10000/        # 200 once the filter's cache entry expires
+  curl -i -H 'Host: custom.brand.example' http://127.0.0.1:10000/        # 200 once the filter's cached 1014 expires (<= 60 s)
   target/release/cname-guard-lookup hostnames list acct-saas
   target/release/cname-guard-lookup diagnose custom.brand.example
 
-The store is $dns_dir/store.db (fresh each run, envoy/registry.json imported). Ctrl-C to stop.
+The store is $dns_dir/store.db (fresh each run, envoy/registry.json imported). The background
+verifier is off here so the table above holds (pending and moved hosts CNAME into acct-saas,
+which proves them); \`serve\` runs it by default. Ctrl-C to stop.
 TXT
 wait "${pids[3]}"

@@ -76,7 +76,8 @@ fn stack() -> Stack {
     std::fs::write(&registry, REGISTRY).expect("write registry");
     let addr = bind.addr();
     let mut args = lookup_serve_args(&registry);
-    args.extend(["--dns-server".to_string(), addr]);
+    // The statuses of REGISTRY hold while DNS changes under them.
+    args.extend(["--verifier".to_string(), "off".to_string(), "--dns-server".to_string(), addr]);
     let (lookup, lookup_port) = start_service(&lookup_bin(), &args.iter().map(String::as_str).collect::<Vec<_>>());
     let (origin, origin_port) = origin();
     let cfg = plugin_config(json!({"cache": {"negative_ttl_seconds": 1}}));
@@ -196,7 +197,7 @@ fn failing(mode: Misbehave, failure_mode: &str) -> (Envoy, BadDns, Proc, Proc) {
     let bad = BadDns::start(mode);
     let addr = bad.addr.to_string();
     let mut args = lookup_serve_args(&root().join("envoy/registry.json"));
-    let flags = ["--dns-server", &addr, "--dns-timeout-ms", "100", "--dns-attempts", "1"];
+    let flags = ["--verifier", "off", "--dns-server", &addr, "--dns-timeout-ms", "100", "--dns-attempts", "1"];
     args.extend(flags.map(String::from));
     let (lookup, lookup_port) = start_service(&lookup_bin(), &args.iter().map(String::as_str).collect::<Vec<_>>());
     let (origin, origin_port) = origin();

@@ -85,25 +85,30 @@ pub struct DnsArgs {
     #[arg(long = "dns-server", env = "CNAME_GUARD_DNS_SERVERS", value_delimiter = ',', value_name = "IP:PORT")]
     pub servers: Vec<SocketAddr>,
     /// Per-query timeout.
-    #[arg(long = "dns-timeout-ms", env = "CNAME_GUARD_DNS_TIMEOUT_MS", default_value_t = 200,
+    #[arg(long = "dns-timeout-ms", allow_negative_numbers = true, env = "CNAME_GUARD_DNS_TIMEOUT_MS", default_value_t = 200,
           value_parser = clap::value_parser!(u64).range(1..=60_000), value_name = "MS")]
     pub timeout_ms: u64,
     /// Tries per query.
-    #[arg(long = "dns-attempts", env = "CNAME_GUARD_DNS_ATTEMPTS", default_value_t = 2,
+    #[arg(long = "dns-attempts", allow_negative_numbers = true, env = "CNAME_GUARD_DNS_ATTEMPTS", default_value_t = 2,
           value_parser = clap::value_parser!(u64).range(1..=10), value_name = "N")]
     pub attempts: u64,
     /// Cap of answer and DNS cache TTLs, seconds.
-    #[arg(long = "max-ttl", env = "CNAME_GUARD_MAX_TTL", default_value_t = 300,
+    #[arg(long = "max-ttl", allow_negative_numbers = true, env = "CNAME_GUARD_MAX_TTL", default_value_t = 300,
           value_parser = clap::value_parser!(u64).range(0..=86_400), value_name = "S")]
     pub max_ttl: u64,
     /// Bound of the DNS answer cache (0: off).
-    #[arg(long = "dns-cache-entries", env = "CNAME_GUARD_DNS_CACHE_ENTRIES", default_value_t = 10_000,
+    #[arg(long = "dns-cache-entries", allow_negative_numbers = true, env = "CNAME_GUARD_DNS_CACHE_ENTRIES", default_value_t = 10_000,
           value_parser = clap::value_parser!(u64).range(0..=10_000_000), value_name = "N")]
     pub cache_entries: u64,
 }
 
 #[derive(Debug, Args)]
 pub struct VerifierArgs {
+    /// `off`: this replica serves and answers the API but runs no background
+    /// checks (another replica does, or a demo whose statuses must hold).
+    #[arg(long = "verifier", env = "CNAME_GUARD_VERIFIER", default_value = "on", value_name = "on|off",
+          value_parser = ["on", "off"])]
+    pub mode: String,
     /// Pending hostnames' checks: AGE=EVERY steps, comma-separated (e.g. 10m=1m,1h=5m,1d=30m,7d=2h).
     #[arg(long = "verify-pending-backoff", env = "CNAME_GUARD_VERIFY_PENDING_BACKOFF", value_delimiter = ',',
           value_parser = parse_step, value_name = "AGE=EVERY")]

@@ -23,6 +23,7 @@ pub mod verdict;
 
 // Issue 11: the store, the management API and the verifier.
 pub mod admin;
+pub mod diagnosis;
 pub mod probe;
 pub mod verification;
 pub mod verifier;

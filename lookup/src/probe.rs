@@ -7,7 +7,7 @@
 //! its own uncached resolver (`Hickory::new`); the verifier's rate is
 //! bounded by its own schedule, not by traffic.
 
-use crate::chain;
+use crate::chain::{self, Chain};
 use crate::resolve::{Dns, DnsError, Reply, Rtype};
 use crate::verification::{OwnershipProbe, ProbeError, ProbeFuture};
 
@@ -29,11 +29,8 @@ impl<D: Dns> DnsProbe<D> {
         }
     }
 
-    async fn targets(&self, host: &str) -> Result<Vec<String>, ProbeError> {
-        // The chain as far as it goes; how it ends (loop, no address) is
-        // not this question.
-        let chain = chain::follow(&self.dns, host).await.map_err(failed)?;
-        Ok(chain.names.into_iter().skip(1).collect())
+    async fn walk(&self, host: &str) -> Result<Chain, ProbeError> {
+        chain::follow(&self.dns, host).await.map_err(failed)
     }
 }
 
@@ -46,8 +43,8 @@ impl<D: Dns> OwnershipProbe for DnsProbe<D> {
         Box::pin(self.texts(name))
     }
 
-    fn cname_chain<'a>(&'a self, host: &'a str) -> ProbeFuture<'a, Vec<String>> {
-        Box::pin(self.targets(host))
+    fn chain<'a>(&'a self, host: &'a str) -> ProbeFuture<'a, Chain> {
+        Box::pin(self.walk(host))
     }
 }
 

@@ -164,17 +164,22 @@ pub async fn serve(
         None => None,
     };
 
-    let owner = format!("{}-{}", host_name(), std::process::id());
-    let verifier = Verifier::new(store.clone(), probe, verifier_config(&args.verifier), owner);
-    let verifier_task = tokio::spawn(verifier.run(stopped(stop_rx.clone())));
+    let verifier_task = if args.verifier.mode == "on" {
+        let owner = format!("{}-{}", host_name(), std::process::id());
+        let verifier = Verifier::new(store.clone(), probe, verifier_config(&args.verifier), owner);
+        Some(tokio::spawn(verifier.run(stopped(stop_rx.clone()))))
+    } else {
+        crate::info!("verifier off (--verifier off): no background checks in this replica");
+        None
+    };
 
-    // The change feed (contract v1.1) on the listener Envoy calls.
-    let feed = Feed::start(store.clone(), FeedConfig::default());
-    server::serve(listener, Arc::new(WithChanges { feed, inner: api }), stopped(stop_rx)).await;
+    server::serve(listener, Arc::new(api), stopped(stop_rx)).await;
     if let Some(task) = admin_task {
         let _ = task.await;
     }
-    let _ = verifier_task.await;
+    if let Some(task) = verifier_task {
+        let _ = task.await;
+    }
     store.close().await;
     Ok(())
 }

@@ -6,6 +6,7 @@
 //! owner can set that CNAME). DNS is reached through `OwnershipProbe`, so
 //! the rules here are pure and the resolver of the DNS issue plugs in.
 
+use crate::chain::Chain;
 use crate::store::{Status, Store, StoreError};
 use std::fmt;
 use std::future::Future;
@@ -33,8 +34,13 @@ impl std::error::Error for ProbeError {}
 pub trait OwnershipProbe: Send + Sync {
     /// The TXT strings at `name` (each record's strings joined).
     fn txt<'a>(&'a self, name: &'a str) -> ProbeFuture<'a, Vec<String>>;
+    /// The chain of `host` as `crate::chain::follow` walks it (the host
+    /// first), with how it ends.
+    fn chain<'a>(&'a self, host: &'a str) -> ProbeFuture<'a, Chain>;
     /// The CNAME targets from `host`, hop by hop; empty if it has no CNAME.
-    fn cname_chain<'a>(&'a self, host: &'a str) -> ProbeFuture<'a, Vec<String>>;
+    fn cname_chain<'a>(&'a self, host: &'a str) -> ProbeFuture<'a, Vec<String>> {
+        Box::pin(async move { Ok(self.chain(host).await?.names.into_iter().skip(1).collect()) })
+    }
 }
 
 /// The outcome of one check of a hostname.

@@ -152,7 +152,10 @@ impl Verifier {
     /// logged and the next round tries again.
     pub async fn run(self, stop: impl std::future::Future<Output = ()>) {
         let mut stop = std::pin::pin!(stop);
-        let mut ticker = tokio::time::interval(self.config.tick);
+        // The first round one tick after start: the service comes up (and
+        // answers its first lookups) before the verifier asks DNS.
+        let first = tokio::time::Instant::now() + self.config.tick;
+        let mut ticker = tokio::time::interval_at(first, self.config.tick);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {

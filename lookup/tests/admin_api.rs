@@ -70,6 +70,8 @@ async fn auth_on_every_endpoint(store: Store) {
         ("PUT", "/v1/zones/saas.example".into(), Some(&zone_body), true),
         ("DELETE", "/v1/zones/saas.example".into(), None, true),
         ("POST", "/v1/accounts/acct-saas/tokens".into(), None, true),
+        // acct-saas holds the hostname: involved; acct-other is not (404).
+        ("GET", "/v1/diagnose?host=shop.brand.example".into(), None, false),
         ("DELETE", own.clone(), None, false),
         // Last: it revokes the token the others use.
         ("DELETE", format!("/v1/tokens/{}", saas.token_id), None, true),
@@ -304,6 +306,16 @@ async fn hostile(store: Store) {
     }
     let r = api.call("GET", base, t, None).await;
     assert_eq!(r.body["result_info"]["total_count"], 0, "{r:?}");
+    // The same names, percent-encoded, as `GET /v1/diagnose?host=`.
+    for host in
+        ["shop.brand.example%0d%0ax-injected:%201", "shop%0a.brand.example", "x%27%3B%20DROP%20TABLE%20zones%3B%20--"]
+            .into_iter()
+            .map(String::from)
+            .chain([long.clone()])
+    {
+        let r = api.call("GET", &format!("/v1/diagnose?host={host}"), t, None).await;
+        assert_eq!((r.status, r.code()), (422, "invalid_hostname"), "{host:?}: {r:?}");
+    }
 
     // Names and ids in paths and queries are checked before any query.
     for path in [

@@ -2,6 +2,7 @@
 //! zones and tokens for the operator. On its own listener, never the one
 //! Envoy calls. `admin_router` is the whole of it; the service binds it.
 
+mod diagnose;
 mod error;
 mod extract;
 mod hostnames;
@@ -72,6 +73,7 @@ pub fn admin_router(state: AdminState) -> Router {
         .route("/v1/accounts/{account}", put(operators::put_account).delete(operators::delete_account))
         .route("/v1/accounts/{account}/tokens", post(operators::issue_token))
         .route("/v1/tokens/{id}", delete(operators::revoke_token))
+        .route("/v1/diagnose", get(diagnose::get))
         .route("/v1/zones/{zone}", put(operators::put_zone).delete(operators::delete_zone))
         .fallback(|| async { ApiError::not_found("endpoint") })
         .method_not_allowed_fallback(|| async {

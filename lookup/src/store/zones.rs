@@ -37,12 +37,17 @@ impl Store {
 
     /// The owner of the longest zone equal to `name` or a parent of it.
     pub async fn zone_owner(&self, name: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.zone_of(name).await?.map(|(_, account)| account))
+    }
+
+    /// The longest zone equal to `name` or a parent of it, and its account.
+    pub async fn zone_of(&self, name: &str) -> Result<Option<(String, String)>, StoreError> {
         let mut candidate = Some(name);
         while let Some(zone) = candidate {
             let row =
                 sqlx::query("SELECT account FROM zones WHERE name = $1").bind(zone).fetch_optional(&self.pool).await?;
             if let Some(row) = row {
-                return col(&row, "account").map(Some);
+                return Ok(Some((zone.to_string(), col(&row, "account")?)));
             }
             candidate = zone.split_once('.').map(|(_, parent)| parent);
         }

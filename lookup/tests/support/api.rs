@@ -2,6 +2,7 @@
 //! that can also send what a well-behaved one would not, and a fake DNS.
 
 use cname_guard_lookup::admin::{admin_router, AdminState};
+use cname_guard_lookup::chain::{Chain, End};
 use cname_guard_lookup::store::Store;
 use cname_guard_lookup::verification::{OwnershipProbe, ProbeError, ProbeFuture};
 use serde_json::Value;
@@ -57,9 +58,14 @@ impl OwnershipProbe for FakeDns {
         Box::pin(async move { r })
     }
 
-    fn cname_chain<'a>(&'a self, host: &'a str) -> ProbeFuture<'a, Vec<String>> {
+    fn chain<'a>(&'a self, host: &'a str) -> ProbeFuture<'a, Chain> {
         *self.asked.lock().unwrap().entry(host.to_string()).or_default() += 1;
-        let r = self.answer(&self.cname, host);
+        // Every chain set here ends at an address.
+        let r = self.answer(&self.cname, host).map(|targets| Chain {
+            names: std::iter::once(host.to_string()).chain(targets).collect(),
+            end: End::Addresses,
+            ttl: 60,
+        });
         Box::pin(async move { r })
     }
 }
@@ -72,7 +78,7 @@ pub struct Api {
 }
 
 impl Api {
-    pub async fn start(store: Store, dns: Arc<FakeDns>) -> Api {
+    pub async fn start(store: Store, dns: Arc<dyn OwnershipProbe>) -> Api {
         let state = AdminState::new(store, ADMIN, dns).expect("admin state");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
@@ -88,22 +94,27 @@ impl Api {
     }
 
     pub async fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<&Value>) -> Reply {
-        let body = body.map(|b| b.to_string()).unwrap_or_default();
-        let mut head = format!("{method} {path} HTTP/1.1\r\nhost: admin\r\nconnection: close\r\n");
-        if let Some(t) = token {
-            head.push_str(&format!("authorization: Bearer {t}\r\n"));
-        }
-        if !body.is_empty() {
-            head.push_str("content-type: application/json\r\n");
-        }
-        head.push_str(&format!("content-length: {}\r\n\r\n", body.len()));
-        self.raw(format!("{head}{body}").as_bytes()).await
+        call(self.addr, method, path, token, body).await
     }
 
     /// Sends bytes as they are; the reply to the first request.
     pub async fn raw(&self, request: &[u8]) -> Reply {
         raw(self.addr, request).await
     }
+}
+
+/// One request to `addr` (an API served here or by a `serve` process).
+pub async fn call(addr: SocketAddr, method: &str, path: &str, token: Option<&str>, body: Option<&Value>) -> Reply {
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let mut head = format!("{method} {path} HTTP/1.1\r\nhost: admin\r\nconnection: close\r\n");
+    if let Some(t) = token {
+        head.push_str(&format!("authorization: Bearer {t}\r\n"));
+    }
+    if !body.is_empty() {
+        head.push_str("content-type: application/json\r\n");
+    }
+    head.push_str(&format!("content-length: {}\r\n\r\n", body.len()));
+    raw(addr, format!("{head}{body}").as_bytes()).await
 }
 
 /// Sends bytes as they are to `addr`; the reply to the first request.

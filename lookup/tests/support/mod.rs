@@ -27,3 +27,19 @@ impl Drop for Scratch {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// A zone file for `dns::Bind::start`: TTLs and the negative TTL (SOA
+/// MINIMUM) of 1 s, then `records`.
+pub fn zone(name: &str, records: &str) -> String {
+    format!("$TTL 1\n@ IN SOA ns.{name}. hostmaster.{name}. 1 3600 600 86400 1\n@ IN NS ns.{name}.\nns IN A 127.0.0.1\n{records}")
+}
+
+/// The service's resolver, uncached, asking only `server`.
+pub fn resolver(server: &str) -> cname_guard_lookup::resolve::Hickory {
+    let config = cname_guard_lookup::resolve::DnsConfig {
+        servers: vec![server.parse().expect("server address")],
+        timeout: std::time::Duration::from_millis(300),
+        attempts: 2,
+    };
+    cname_guard_lookup::resolve::Hickory::new(&config).expect("resolver")
+}
