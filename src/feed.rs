@@ -34,10 +34,11 @@ fn lease_ms(cfg: &Config) -> u64 {
     3 * u64::from(cfg.changes.interval_ms).max(1_000)
 }
 
-/// The holder's tick: often enough that a poll is at most a quarter of
-/// the interval late.
+/// The holder's tick: the interval itself (50 ms to 1 s), so that polling
+/// adds no tick to a default configuration's one a second; a poll due
+/// within half a tick is made on this one.
 pub fn poll_tick(cfg: &Config) -> Duration {
-    Duration::from_millis((u64::from(cfg.changes.interval_ms) / 4).clamp(50, 1_000))
+    Duration::from_millis(u64::from(cfg.changes.interval_ms).clamp(50, 1_000))
 }
 
 impl Feed {
@@ -84,7 +85,14 @@ impl Feed {
             }
         }
         let Some(p) = self.poller.as_mut() else { return };
-        if !p.due(now) {
+        // A long poll holds the call for up to `wait_seconds`: the timeout is on top.
+        let timeout = cfg.timeout + Duration::from_secs(u64::from(cfg.changes.wait_seconds));
+        if p.give_up(now, timeout.as_millis() as u64 + 1_000, schedule(cfg)) {
+            self.token = None;
+            metrics::inc(m.changes_failed);
+            warn!("cname-guard: change feed on cluster {}: no callback for the last call, given up", cfg.cluster);
+        }
+        if !p.due(now + poll_tick(cfg).as_millis() as u64 / 2) {
             return;
         }
         let path = changes::request_path(&cfg.changes.path, p.since(), cfg.changes.wait_seconds);
@@ -95,8 +103,6 @@ impl Feed {
             (":scheme", "http"),
             ("accept", "application/json"),
         ];
-        // A long poll holds the call for up to `wait_seconds`: the timeout is on top.
-        let timeout = cfg.timeout + Duration::from_secs(u64::from(cfg.changes.wait_seconds));
         p.sent(now);
         metrics::inc(m.changes_polls);
         match hostcalls::dispatch_http_call(&cfg.cluster, headers, None, vec![], timeout) {

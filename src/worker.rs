@@ -3,9 +3,8 @@
 //! context, so a lookup outlives the request that started it).
 
 use crate::cache::{Entry, LocalCache, Lookup, Slots};
-use crate::changes;
+use crate::changes::{self, Eviction};
 use crate::coalesce::Step;
-use crate::changes::Eviction;
 use crate::config::{Config, FailureMode};
 use crate::feed::{self, Feed};
 use crate::filter::Filter;
@@ -523,6 +522,8 @@ impl Context for Root {
             let cfg = w.cfg.clone();
             let e = w.feed.answered(&cfg, me, status.as_deref(), body_size, body.as_deref().unwrap_or(&[]), &w.metrics);
             w.apply_eviction(&e, now);
+            // A full page: the next one is due at once, not on the next tick.
+            w.feed_tick(now);
             true
         });
         if fed == Some(true) {

@@ -266,6 +266,20 @@ impl Poller {
         self.in_flight = Some((now, self.since()));
     }
 
+    /// A call out longer than `limit` (its host never answered) counts as
+    /// no response, so that one lost callback cannot stop the feed.
+    pub fn give_up(&mut self, now: u64, limit: u64, s: Schedule) -> bool {
+        if !self.overdue(now, limit) {
+            return false;
+        }
+        self.answered(Err(FeedError::NoResponse), now, s);
+        true
+    }
+
+    pub fn overdue(&self, now: u64, limit: u64) -> bool {
+        self.in_flight.is_some_and(|(started, _)| now > started + limit)
+    }
+
     /// Applies the result of the call in flight.
     pub fn answered(&mut self, result: Result<Answer, FeedError>, now: u64, s: Schedule) -> Step {
         let (started, since) = self.in_flight.take().unwrap_or((now, self.since()));
@@ -557,6 +571,15 @@ mod tests {
         assert_eq!(p.since(), Some(3));
         let s = ask(&mut p, 10_000, changes(3, &["a.example"]));
         assert!(s.failed && !s.reset && s.evict.is_empty(), "names without a new seq: refused");
+    }
+
+    #[test]
+    fn a_lost_call_is_given_up() {
+        let mut p = Poller::new(Some(1));
+        p.sent(0);
+        assert!(!p.give_up(1000, 1500, S) && !p.due(1000));
+        assert!(p.give_up(1501, 1500, S));
+        assert!(!p.in_flight() && p.due(1501 + 2000));
     }
 
     #[test]

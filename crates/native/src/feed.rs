@@ -25,9 +25,16 @@ struct PollState {
 
 pub struct Feed {
     sched: Option<ConfigScheduler>,
+    /// A call unanswered this long is given up (a lost callback).
+    give_up_ms: u64,
     /// When the last poll event was posted; 0 when none is pending.
     posted: AtomicU64,
     state: Mutex<PollState>,
+}
+
+/// A long poll holds the call for up to `wait_seconds`: the timeout is on top.
+fn timeout_ms(cfg: &Config) -> u64 {
+    cfg.timeout.as_millis() as u64 + 1000 * u64::from(cfg.changes.wait_seconds)
 }
 
 fn schedule(cfg: &Config) -> Schedule {
@@ -42,6 +49,7 @@ impl Feed {
         }
         Feed {
             sched,
+            give_up_ms: timeout_ms(cfg) + 1_000,
             posted: AtomicU64::new(0),
             state: Mutex::new(PollState { poller: Poller::new(None), callout: None, told_absent: false }),
         }
@@ -58,7 +66,9 @@ impl Feed {
         if posted != 0 && now < posted + REPOST_MS {
             return;
         }
-        if self.state().poller.due(now) {
+        let st = self.state();
+        if st.poller.due(now) || st.poller.overdue(now, self.give_up_ms) {
+            drop(st);
             self.posted.store(now.max(1), Ordering::Release);
             s.commit(EV_FEED);
         }
@@ -68,6 +78,12 @@ impl Feed {
     pub fn poll(&self, c: ConfigHandle, cfg: &Config, m: &Metrics, now: u64) {
         self.posted.store(0, Ordering::Release);
         let mut st = self.state();
+        let timeout_ms = timeout_ms(cfg);
+        if st.poller.give_up(now, timeout_ms + 1_000, schedule(cfg)) {
+            st.callout = None;
+            c.count(m.changes_failed, 1);
+            ffi::log(Level::Warn, &format!("cname-guard: change feed on cluster {}: no callback for the last call, given up", cfg.cluster));
+        }
         if !st.poller.due(now) {
             return;
         }
@@ -79,8 +95,6 @@ impl Feed {
             (":scheme", "http"),
             ("accept", "application/json"),
         ];
-        // A long poll holds the call for up to `wait_seconds`: the timeout is on top.
-        let timeout_ms = cfg.timeout.as_millis() as u64 + 1000 * u64::from(cfg.changes.wait_seconds);
         st.poller.sent(now);
         c.count(m.changes_polls, 1);
         match c.callout(&cfg.cluster, &headers, timeout_ms) {
