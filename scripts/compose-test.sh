@@ -13,10 +13,18 @@
 # plus the failure mode with both lookup replicas stopped and the recovery,
 # and with the DNS container stopped.
 #
+# At scale (two Envoys, two replicas on one PostgreSQL): a hostname activated
+# and blocked through lookup-1's API reaches both Envoys within 2 s (the
+# feed), a replica killed under load loses no request, a replica cut off from
+# PostgreSQL is taken out by Envoy's health check, and PostgreSQL stopped
+# leaves known hosts served (stale-if-error) and new ones in the failure mode.
+#
 # Environment: COMPOSE (the compose command; default docker-compose, else
 # `docker compose`), CNAME_GUARD_COMPOSE_PROJECT [cname-guard],
-# CNAME_GUARD_EDGE_PORT [18000], CNAME_GUARD_ADMIN_PORT [18901], ENVOY_IMAGE,
-# CNAME_GUARD_WASM, and the other variables of the compose file.
+# CNAME_GUARD_EDGE_PORT [18000], CNAME_GUARD_ADMIN_PORT [18901],
+# CNAME_GUARD_EDGE2_PORT [18001], CNAME_GUARD_ADMIN2_PORT [18902],
+# CNAME_GUARD_LOOKUP1_ADMIN_PORT [18091], CNAME_GUARD_LOOKUP2_ADMIN_PORT [18092],
+# ENVOY_IMAGE, CNAME_GUARD_WASM, and the other variables of the compose file.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,6 +32,13 @@ FILE=envoy/compose/docker-compose.yaml
 PROJECT=${CNAME_GUARD_COMPOSE_PROJECT:-cname-guard}
 EDGE=http://127.0.0.1:${CNAME_GUARD_EDGE_PORT:-18000}
 ADMIN=http://127.0.0.1:${CNAME_GUARD_ADMIN_PORT:-18901}
+EDGE2=http://127.0.0.1:${CNAME_GUARD_EDGE2_PORT:-18001}
+ADMIN2=http://127.0.0.1:${CNAME_GUARD_ADMIN2_PORT:-18902}
+API1=http://127.0.0.1:${CNAME_GUARD_LOOKUP1_ADMIN_PORT:-18091}
+API2=http://127.0.0.1:${CNAME_GUARD_LOOKUP2_ADMIN_PORT:-18092}
+TOKEN_FILE=${CNAME_GUARD_ADMIN_TOKEN_FILE:-envoy/compose/admin-token}
+[[ $TOKEN_FILE == /* || -f $TOKEN_FILE ]] || TOKEN_FILE=envoy/compose/$TOKEN_FILE
+PROPAGATION_MS=2000                          # a change reaches every Envoy within this
 UP_DEADLINE=${CNAME_GUARD_UP_DEADLINE:-90}   # seconds, for the stack to answer
 RECOVERY_DEADLINE=30                         # seconds, after the lookups return
 WASM=${CNAME_GUARD_WASM:-target/wasm32-wasip1/release/cname_guard.wasm}
@@ -46,7 +61,8 @@ preflight() {
   [[ -f $WASM ]] || die "no $WASM: run \`make wasm\` (or \`make compose-images\`)"
   local img
   for img in "cname-guard/lookup:${CNAME_GUARD_TAG:-latest}" "cname-guard/origin:${CNAME_GUARD_TAG:-latest}" \
-             "cname-guard/dns:${CNAME_GUARD_TAG:-latest}" "${ENVOY_IMAGE:-cname-guard/envoy:1.40.0}"; do
+             "cname-guard/dns:${CNAME_GUARD_TAG:-latest}" "cname-guard/postgres:${CNAME_GUARD_TAG:-latest}" \
+             "${ENVOY_IMAGE:-cname-guard/envoy:1.40.0}"; do
     # Another ENVOY_IMAGE (envoyproxy/envoy:v1.40.0) may come from a registry.
     [[ $img == cname-guard/* ]] || continue
     docker image inspect "$img" >/dev/null 2>&1 || die "no image $img: run \`make compose-images\`"
@@ -57,10 +73,10 @@ port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 up() {
   preflight
-  if [[ -z $(compose ps -q envoy 2>/dev/null) ]]; then
+  if [[ -z $(compose ps -q envoy-1 2>/dev/null) ]]; then
     local p
-    for p in "${CNAME_GUARD_EDGE_PORT:-18000}" "${CNAME_GUARD_ADMIN_PORT:-18901}"; do
-      port_free "$p" || die "127.0.0.1:$p is in use: choose CNAME_GUARD_EDGE_PORT / CNAME_GUARD_ADMIN_PORT"
+    for p in "${EDGE##*:}" "${ADMIN##*:}" "${EDGE2##*:}" "${ADMIN2##*:}" "${API1##*:}" "${API2##*:}"; do
+      port_free "$p" || die "127.0.0.1:$p is in use: choose another CNAME_GUARD_*_PORT (docs/compose.md)"
     done
   fi
   compose up -d || die "compose up failed"
@@ -70,29 +86,38 @@ up() {
 down() { compose down -v --remove-orphans; }
 
 code() { # host [curl args]: the status of a request to the edge, 000 if none
-  local host=$1; shift
-  curl -s -o /dev/null -w '%{http_code}' --max-time 5 -H "Host: $host" "$@" "$EDGE/" 2>/dev/null || true
+  code_at "$EDGE" "$@"
+}
+code_at() { # edge-url host [curl args]
+  local edge=$1 host=$2; shift 2
+  curl -s -o /dev/null -w '%{http_code}' --max-time 5 -H "Host: $host" "$@" "$edge/" 2>/dev/null || true
 }
 
-# Healthy hosts of the lookup cluster, as Envoy's active health check sees them.
-healthy_lookups() {
-  curl -s --max-time 2 "$ADMIN/clusters" 2>/dev/null | grep -c '^cname_guard_lookup::.*::health_flags::healthy$' || true
+# Healthy hosts of the lookup replicas' cluster, as an Envoy's active health
+# check sees them (envoy-1's admin unless another is named).
+healthy_lookups() { # [admin-url]
+  curl -s --max-time 2 "${1:-$ADMIN}/clusters" 2>/dev/null |
+    grep -c '^cname_guard_lookup_replicas::.*::health_flags::healthy$' || true
 }
+both_healthy() { [[ $(healthy_lookups "$ADMIN") == 2 && $(healthy_lookups "$ADMIN2") == 2 ]]; }
 
-# The stack answers: Envoy is ready, both lookup replicas pass Envoy's health
-# check, and a request through the edge gets a lookup answer and the origin.
+# The stack answers: both Envoys are ready, both lookup replicas pass both
+# Envoys' health checks, and a request through each edge gets a lookup
+# answer and the origin.
 wait_ready() {
   local deadline=$((SECONDS + UP_DEADLINE)) step="Envoy admin /ready"
   while ((SECONDS < deadline)); do
     case $step in
       "Envoy admin /ready")
-        [[ $(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$ADMIN/ready" 2>/dev/null) == 200 ]] \
+        [[ $(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$ADMIN/ready" 2>/dev/null) == 200 &&
+           $(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$ADMIN2/ready" 2>/dev/null) == 200 ]] \
           && step="both lookup replicas healthy" && continue ;;
       "both lookup replicas healthy")
-        [[ $(healthy_lookups) == 2 ]] && step="a lookup through Envoy" && continue ;;
-      "a lookup through Envoy")
-        if [[ $(code compose-ready.tenants.saas.example) == 200 ]]; then
-          log "stack ready: edge $EDGE, admin $ADMIN"
+        both_healthy && step="a lookup through each Envoy" && continue ;;
+      "a lookup through each Envoy")
+        if [[ $(code compose-ready.tenants.saas.example) == 200 &&
+              $(code_at "$EDGE2" compose-ready.tenants.saas.example) == 200 ]]; then
+          log "stack ready: edges $EDGE $EDGE2, admins $ADMIN $ADMIN2, management API $API1 $API2"
           return 0
         fi ;;
     esac
@@ -151,8 +176,9 @@ print(v if isinstance(v, str) else json.dumps(v))' "$BODY" "$1" 2>/dev/null
 is() { [[ $1 == "$2" ]] || { echo "     got '$1', want '$2'" >&2; return 1; }; }
 has() { grep -qF -- "$1" "$BODY" || { echo "     body lacks '$1': $(head -c 300 "$BODY")" >&2; return 1; }; }
 ray_ok() { [[ $(header cf-ray) =~ ^[0-9a-f]{16}-ARN$ ]] || { echo "     cf-ray '$(header cf-ray)'" >&2; return 1; }; }
-counter() { # a counter of the filter
-  curl -s --max-time 2 "$ADMIN/stats?filter=cname_guard" | sed -n -E "s/^(wasmcustom|dynamicmodulescustom)\.cname_guard\.$1: //p"
+counter() { # name [admin-url]: a counter of the filter
+  curl -s --max-time 2 "${2:-$ADMIN}/stats?filter=cname_guard" |
+    sed -n -E "s/^(wasmcustom|dynamicmodulescustom)\.cname_guard\.$1: //p"
 }
 ge() { [[ ${1:-0} -ge $2 ]] || { echo "     got '${1:-}', want >= $2" >&2; return 1; }; }
 
@@ -166,7 +192,93 @@ echo_ok() { # host account: the origin's echo of an allowed request
   is "$STATUS" 200 && is "$(json host)" "$1" && is "$(json account)" "$2" && is "$(json account_headers)" 1
 }
 
+# wait_until seconds command...: polls the command until it succeeds or the
+# deadline passes (the check after it says which).
+wait_until() {
+  local deadline=$((SECONDS + $1)); shift
+  until "$@"; do ((SECONDS < deadline)) || return 1; sleep 0.2; done
+}
+
+# api METHOD URL [JSON]: the management API with the admin token; sets
+# STATUS, BODY, and API_MS (when the answer came, in ms).
+api() {
+  BODY=$TMP/body
+  local args=(-s -o "$BODY" -w '%{http_code}' --max-time 10 -X "$1" -H "authorization: Bearer $(tr -d '\n' <"$TOKEN_FILE")")
+  [[ -n ${3:-} ]] && args+=(-H 'content-type: application/json' --data "$3")
+  STATUS=$(curl "${args[@]}" "$2" 2>/dev/null) || true
+  API_MS=$(now_ms)
+}
+
+now_ms() { date +%s%3N; }
+# until_both status host: milliseconds from the last API answer until both
+# Envoys answer host with status (polled every 20 ms), or "timeout" after 10 s.
+until_both() {
+  local t0=$API_MS t
+  while :; do
+    t=$(now_ms)
+    if [[ $(code_at "$EDGE" "$2") == "$1" && $(code_at "$EDGE2" "$2") == "$1" ]]; then echo $((t - t0)); return; fi
+    ((t - t0 < 10000)) || { echo timeout; return; }
+    sleep 0.02
+  done
+}
+
+# A steady load on both Envoys: one request at a time, alternating, each for
+# a host never asked before (so each is a lookup). Statuses go to $TMP/load.
+LOAD_PID= LOADED=0
+load_start() {
+  : >"$TMP/load"; touch "$TMP/load.on"
+  (
+    i=0
+    while [[ -e $TMP/load.on ]]; do
+      i=$((i + 1))
+      if ((i % 2)); then e=$EDGE; else e=$EDGE2; fi
+      code_at "$e" "load-$i-$$.tenants.saas.example" >>"$TMP/load"; echo >>"$TMP/load"
+    done
+  ) &
+  LOAD_PID=$!
+}
+load_until() { # count: wait until that many requests are done (60 s at most)
+  wait_until 60 eval '(( $(wc -l <"$TMP/load") >= '"$1"' ))'
+  LOADED=$(wc -l <"$TMP/load")
+}
+load_stop() {
+  rm -f "$TMP/load.on"
+  [[ -n $LOAD_PID ]] && wait "$LOAD_PID"
+  LOAD_PID=
+  LOADED=$(wc -l <"$TMP/load")
+}
+
+retries() { # admin-url: the lookup route's retries so far
+  curl -s --max-time 2 "$1/stats" | sed -n 's/^cluster\.cname_guard_lookup_replicas\.upstream_rq_retry: //p'
+}
+
+health_flags() { # both Envoys' view of the replicas, for a failed check
+  local a
+  for a in "$ADMIN" "$ADMIN2"; do
+    curl -s --max-time 2 "$a/clusters" | grep '^cname_guard_lookup_replicas::.*::health_flags::' | sed "s|^|     $a |"
+  done
+}
+
+# replica_failed ip: both Envoys mark that replica failed_active_hc.
+replica_failed() {
+  local a
+  for a in "$ADMIN" "$ADMIN2"; do
+    curl -s --max-time 2 "$a/clusters" 2>/dev/null |
+      grep -q "^cname_guard_lookup_replicas::$1:8081::health_flags::.*failed_active_hc" || return 1
+  done
+}
+
+# stale_served_since n host: a request for host, then cache.stale_served above n.
+stale_served_since() {
+  code "$2" >/dev/null
+  (( $(counter cache.stale_served) > $1 ))
+}
+
 plugin_config() { sed -n "s/.*value: '\(.*\)'  # plugin-config$/\1/p" "$1"; }
+# The compose configuration without its `cache` (short TTL, stale-if-error).
+plugin_config_sans_cache() {
+  plugin_config "$1" | python3 -c 'import json,sys; c = json.load(sys.stdin); c.pop("cache", None); print(json.dumps(c))'
+}
 
 # validate_in_image envoy-yaml: Envoy's --mode validate in the Envoy image,
 # which also loads the .wasm and runs its configuration check (on_configure).
@@ -194,11 +306,13 @@ PY
 }
 
 assertions() {
-  local seed=custom.myclientsite.com host ray status code name account accept
+  local seed=custom.myclientsite.com host ray status code name account accept run=$$
 
   echo "== configuration"
-  check "envoy/compose/envoy.yaml has the plugin configuration of envoy/envoy.yaml" \
-    is "$(plugin_config envoy/compose/envoy.yaml)" "$(plugin_config envoy/envoy.yaml)"
+  check "envoy/compose/envoy.yaml has the plugin configuration of envoy/envoy.yaml (plus cache)" \
+    is "$(plugin_config_sans_cache envoy/compose/envoy.yaml)" "$(plugin_config_sans_cache envoy/envoy.yaml)"
+  check "envoy/compose/envoy-native.yaml has the same plugin configuration as envoy.yaml" \
+    is "$(plugin_config envoy/compose/envoy-native.yaml)" "$(plugin_config envoy/compose/envoy.yaml)"
   check "envoy/compose/envoy.yaml passes envoy --mode validate in the image" validate_in_image envoy/compose/envoy.yaml
   if python3 -c 'import yaml' 2>/dev/null; then
     check "envoy/istio/wasmplugin.yaml: the filter accepts its pluginConfig" \
@@ -283,10 +397,72 @@ EOF
   check "bad_request counted" ge "$(counter bad_request)" 5
   check "both lookup replicas healthy in Envoy" is "$(healthy_lookups)" 2
   check "both lookup replicas answered lookups" eval '
-    [[ $(curl -s "$ADMIN/clusters" | grep -E "^cname_guard_lookup::.*::rq_total::[1-9]" | wc -l) -eq 2 ]]'
+    [[ $(curl -s "$ADMIN/clusters" | grep -E "^cname_guard_lookup_replicas::.*::rq_total::[1-9]" | wc -l) -eq 2 ]]'
+
+
+  echo "== propagation: a change through lookup-1's API reaches both Envoys"
+  local brand=custom.brand.example id t0 ms
+  check "both Envoys poll the change feed" eval 'ge "$(counter changes.polls)" 1 && ge "$(counter changes.polls "$ADMIN2")" 1'
+  # Cached on both Envoys first (TTL 5 s): a verdict seen within 2 s is the feed's doing.
+  check "$brand: 1014 on both Envoys before it is a custom hostname" \
+    eval 'is "$(code_at "$EDGE" "$brand")" 409 && is "$(code_at "$EDGE2" "$brand")" 409'
+  local applied1 applied2
+  applied1=$(counter changes.applied) applied2=$(counter changes.applied "$ADMIN2")
+  api POST "$API1/v1/accounts/acct-saas/custom_hostnames" "{\"hostname\": \"$brand\"}"
+  id=$(json id)
+  check "POST custom_hostnames through lookup-1: 201, active (its CNAME is in place)" \
+    eval 'is "$STATUS" 201 && is "$(json status)" active'
+  ms=$(until_both 200 "$brand")
+  check "$brand: 200 on both Envoys ${ms} ms after lookup-1's answer (< ${PROPAGATION_MS} ms)" \
+    eval '[[ $ms =~ ^[0-9]+$ ]] && ((ms < PROPAGATION_MS))'
+  check "the feed evicted it on both Envoys (changes.applied went up)" \
+    eval '(( $(counter changes.applied) > applied1 && $(counter changes.applied "$ADMIN2") > applied2 ))'
+  check "$brand: served as acct-saas" eval 'req "$brand" && echo_ok "$brand" acct-saas'
+  api GET "$API2/v1/accounts/acct-saas/custom_hostnames/$id"
+  check "lookup-2's API answers the same record (one PostgreSQL)" \
+    eval 'is "$STATUS" 200 && is "$(json hostname)" "$brand" && is "$(json status)" active'
+  api PATCH "$API1/v1/accounts/acct-saas/custom_hostnames/$id" '{"status": "blocked"}'
+  ms=$(until_both 409 "$brand")
+  check "PATCH status blocked through lookup-1: 200" eval 'is "$STATUS" 200 && is "$(json status)" blocked'
+  check "$brand: 1014 on both Envoys ${ms} ms after the block (< ${PROPAGATION_MS} ms)" \
+    eval '[[ $ms =~ ^[0-9]+$ ]] && ((ms < PROPAGATION_MS))'
+  check "the feed evicted it again on both Envoys" \
+    eval '(( $(counter changes.applied) > applied1 + 1 && $(counter changes.applied "$ADMIN2") > applied2 + 1 ))'
+
+  echo "== a replica killed under load"
+  load_start
+  load_until 40
+  if docker kill "$(compose ps -q lookup-2)" >/dev/null 2>&1; then ok "docker kill lookup-2 under load"; else fail "docker kill lookup-2"; fi
+  local before=$LOADED
+  load_until $((before + 150))
+  load_stop
+  check "no request lost: $LOADED requests (a fresh host each, so a lookup each), all 200" \
+    eval 'is "$(sort "$TMP/load" | uniq -c | awk "{print \$2\":\"\$1}" | tr "\n" " ")" "200:$LOADED "'
+  log "lookups retried on the other replica: envoy-1 $(retries "$ADMIN"), envoy-2 $(retries "$ADMIN2")"
+  compose start lookup-2 >/dev/null 2>&1 || fail "compose start lookup-2"
+  wait_until 30 both_healthy
+  check "lookup-2 back and healthy in both Envoys" both_healthy
+
+  echo "== a replica cut off from PostgreSQL"
+  local l2 l2ip
+  l2=$(compose ps -q lookup-2)
+  l2ip=$(docker inspect -f "{{(index .NetworkSettings.Networks \"${PROJECT}_default\").IPAddress}}" "$l2")
+  if docker network disconnect "${PROJECT}_db" "$l2" >/dev/null 2>&1; then ok "lookup-2 disconnected from ${PROJECT}_db"
+  else fail "docker network disconnect ${PROJECT}_db lookup-2"; fi
+  wait_until 20 replica_failed "$l2ip"
+  check "lookup-2 ($l2ip) fails /readyz: failed_active_hc in both Envoys, lookup-1 healthy" eval '
+    replica_failed "$l2ip" && is "$(healthy_lookups)" 1 && is "$(healthy_lookups "$ADMIN2")" 1 || {
+      health_flags >&2; false; }'
+  local cut=cut-$run.tenants.saas.example
+  check "$cut: 200 on both Envoys meanwhile (lookup-1 answers)" \
+    eval 'is "$(code_at "$EDGE" "$cut")" 200 && is "$(code_at "$EDGE2" "$cut")" 200'
+  if docker network connect "${PROJECT}_db" "$l2" >/dev/null 2>&1; then ok "lookup-2 reconnected"
+  else fail "docker network connect ${PROJECT}_db lookup-2"; fi
+  wait_until 30 both_healthy
+  check "lookup-2 healthy again in both Envoys" both_healthy
 
   echo "== failure mode: both lookup replicas stopped"
-  local run=$$ cached fresh
+  local cached fresh
   cached=cached-$run.tenants.saas.example
   fresh=new-$run.tenants.saas.example
   req "$cached"
@@ -315,6 +491,29 @@ EOF
   check "verdicts still served: pending.customer.example 530, error_code 1016" \
     eval 'is "$STATUS" 530 && is "$(json error_code)" 1016'
 
+  echo "== PostgreSQL stopped"
+  local known=known-$run.tenants.saas.example unknown=unknown-$run.tenants.saas.example stale0
+  check "$known: 200 on both Envoys before the outage (now cached, TTL 5 s)" \
+    eval 'is "$(code_at "$EDGE" "$known")" 200 && is "$(code_at "$EDGE2" "$known")" 200'
+  stale0=$(counter cache.stale_served)
+  if compose stop postgres >/dev/null 2>&1; then ok "stopped postgres"; else fail "compose stop postgres"; fi
+  # Past its TTL, the refresh fails and the stale answer stands in.
+  wait_until 30 stale_served_since "${stale0:-0}" "$known"
+  check "$known: 200 past its TTL (stale-if-error, cache.stale_served counted)" \
+    eval 'stale_served_since "${stale0:-0}" "$known" && req "$known" && echo_ok "$known" acct-saas'
+  req "$unknown"
+  check "$unknown (never seen): 503, Ownership lookup unavailable" eval '
+    is "$STATUS" 503 && has "Ownership lookup unavailable"'
+  if compose start postgres >/dev/null 2>&1; then ok "started postgres"; else fail "compose start postgres"; fi
+  deadline=$((SECONDS + RECOVERY_DEADLINE)) t0=$SECONDS
+  while ((SECONDS < deadline)) && [[ $(code "$unknown") != 200 || $(code_at "$EDGE2" "$unknown") != 200 ]]; do
+    sleep 0.2
+  done
+  check "$unknown: 200 on both Envoys once PostgreSQL is back (after $((SECONDS - t0))s)" \
+    eval 'is "$(code_at "$EDGE" "$unknown")" 200 && is "$(code_at "$EDGE2" "$unknown")" 200'
+  wait_until 30 both_healthy
+  check "both replicas ready again in both Envoys" both_healthy
+
   echo "== DNS down: the DNS container stopped"
   # Read whole: `grep -q` would close the pipe early, and pipefail is on.
   check "the DNS container answered the lookups' questions" eval '
@@ -340,6 +539,8 @@ cleanup() {
     echo "--- compose logs (last 40 lines per service)"
     compose logs --no-color --tail 40 2>&1 | sed 's/^/    /'
   fi
+  # The load loop, if a run stopped in the middle of it.
+  if [[ -n $LOAD_PID ]]; then kill "$LOAD_PID" 2>/dev/null; wait "$LOAD_PID" 2>/dev/null; fi
   log "down"
   down >/dev/null 2>&1 || down
   [[ -n $TMP ]] && rm -rf "$TMP"
