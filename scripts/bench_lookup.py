@@ -45,7 +45,7 @@ def postgres(procs: bench.Procs, scratch: Path) -> str:
     if as_root:
         pw = pwd.getpwnam(NOBODY)
         os.chown(root, pw.pw_uid, pw.pw_gid)
-        os.chown(scratch, pw.pw_uid, pw.pw_gid)
+        os.chmod(scratch, 0o711)  # the server's user passes through to its own directory
     data = root / "data"
     subprocess.run(run_as + [str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust",
                              "-E", "UTF8", "--no-sync"], check=True, capture_output=True, timeout=120)

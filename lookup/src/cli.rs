@@ -1,7 +1,7 @@
 //! The command line of `cname-guard-lookup` (clap): `serve`, `import`, and
 //! the management API's client commands. Parsing only; `main` dispatches.
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -106,9 +106,8 @@ pub struct DnsArgs {
 pub struct VerifierArgs {
     /// `off`: this replica serves and answers the API but runs no background
     /// checks (another replica does, or a demo whose statuses must hold).
-    #[arg(long = "verifier", env = "CNAME_GUARD_VERIFIER", default_value = "on", value_name = "on|off",
-          value_parser = ["on", "off"])]
-    pub mode: String,
+    #[arg(long = "verifier", env = "CNAME_GUARD_VERIFIER", value_enum, default_value_t = Switch::On)]
+    pub mode: Switch,
     /// Pending hostnames' checks: AGE=EVERY steps, comma-separated (e.g. 10m=1m,1h=5m,1d=30m,7d=2h).
     #[arg(long = "verify-pending-backoff", env = "CNAME_GUARD_VERIFY_PENDING_BACKOFF", value_delimiter = ',',
           value_parser = parse_step, value_name = "AGE=EVERY")]
@@ -242,6 +241,12 @@ pub enum TokensCmd {
         #[command(flatten)]
         api: ApiArgs,
     },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Switch {
+    On,
+    Off,
 }
 
 /// `30s`, `5m`, `7d` (humantime).

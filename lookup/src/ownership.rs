@@ -6,7 +6,7 @@ use crate::chain::{self, End};
 use crate::dns_cache::CachedDns;
 use crate::registry::Answer;
 use crate::resolve::{Dns, DnsError};
-use crate::store::{Store, StoreError};
+use crate::store::Store;
 use std::fmt;
 use std::time::Duration;
 
@@ -62,7 +62,7 @@ impl<D: Dns> Ownerships<D> {
         }
         let platform = match tokio::time::timeout(STORE_TIMEOUT, self.store.platform_slice(host, &chain.names)).await {
             Ok(Ok(p)) => p,
-            Ok(Err(e)) => return Err(LookupError::Store(store_detail(&e))),
+            Ok(Err(e)) => return Err(LookupError::Store(e.to_string())),
             Err(_) => return Err(LookupError::Store(format!("no answer from the database in {STORE_TIMEOUT:?}"))),
         };
         Ok(platform.lookup(host, &chain, self.max_ttl))
@@ -72,12 +72,8 @@ impl<D: Dns> Ownerships<D> {
     pub async fn ready(&self) -> Result<(), String> {
         match tokio::time::timeout(STORE_TIMEOUT, self.store.ping()).await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(store_detail(&e)),
+            Ok(Err(e)) => Err(e.to_string()),
             Err(_) => Err(format!("no answer from the database in {STORE_TIMEOUT:?}")),
         }
     }
-}
-
-fn store_detail(e: &StoreError) -> String {
-    e.to_string()
 }

@@ -4,7 +4,7 @@
 
 use crate::admin::{admin_router, AdminState};
 use crate::api::{LookupApi, WithChanges};
-use crate::cli::{ServeArgs, VerifierArgs};
+use crate::cli::{ServeArgs, Switch, VerifierArgs};
 use crate::dns_cache::CachedDns;
 use crate::feed::{Feed, FeedConfig};
 use crate::ownership::Ownerships;
@@ -164,7 +164,7 @@ pub async fn serve(
         None => None,
     };
 
-    let verifier_task = if args.verifier.mode == "on" {
+    let verifier_task = if args.verifier.mode == Switch::On {
         let owner = format!("{}-{}", host_name(), std::process::id());
         let verifier = Verifier::new(store.clone(), probe, verifier_config(&args.verifier), owner);
         Some(tokio::spawn(verifier.run(stopped(stop_rx.clone()))))

@@ -187,7 +187,7 @@ async fn import(store: &Store) {
         ("{", "EOF"),
         (r#"{"zones": {}, "extra": 1}"#, "unknown field `extra`"),
         (r#"{"records": {}}"#, "DNS serves the records now"),
-        (r#"{"accounts": {"a": {"suspended": "yes"}}}"#, "accounts.a.suspended"),
+        (r#"{"accounts": {"a": {"suspended": "yes"}}}"#, "accounts[\"a\"].suspended: invalid type"),
     ] {
         let Err(ImportError::Syntax(m)) = import_registry(store, file.as_bytes()).await else {
             panic!("{file} imported");
