@@ -7,9 +7,11 @@ use serde_json::{json, Value};
 pub const CLUSTER: &str = "lookup";
 pub const ACCOUNT_HEADER: &str = "x-cname-guard-account";
 
-/// The smallest valid configuration, merged with `extra` (top-level keys replace).
+/// The smallest valid configuration, merged with `extra` (top-level keys
+/// replace). The change feed is off: its polls would be calls these tests
+/// count (the feed is tested in real Envoy, tests/e2e_changes.rs).
 pub fn config(extra: Value) -> Value {
-    let mut c = json!({"lookup": {"cluster": CLUSTER}});
+    let mut c = json!({"lookup": {"cluster": CLUSTER}, "changes": {"interval_ms": 0}});
     if let (Some(base), Some(more)) = (c.as_object_mut(), extra.as_object()) {
         for (k, v) in more {
             base.insert(k.clone(), v.clone());
