@@ -3,13 +3,14 @@
 //! a broken feed leaves requests as they are; one poller per Envoy.
 //!
 //! The lookup service here is the harness's fake (tests/common/fake.rs),
-//! whose feed a test drives. Envoy and the checks (`edge`, `accounts`,
-//! `until_all`, `per_worker_connections`) take only a lookup port, so the
-//! same helpers measure propagation against the real service.
+//! whose feed a test drives. The edge (`edge`, `per_worker_connections`) is
+//! tests/common/feed.rs, which tests/e2e_propagation.rs runs against the
+//! real service.
 
 mod common;
 
 use common::fake::{self, FakeLookup, FeedMode, Reply};
+use common::feed::{edge, per_worker_connections};
 use common::*;
 use serde_json::json;
 use std::collections::HashMap;
@@ -26,17 +27,6 @@ struct Stack {
     _origin: Proc,
 }
 
-/// Envoy (`--concurrency 2`, `cache.ttl_seconds` 300, the feed on by
-/// default) in front of the lookup service on `lookup_port`, and its origin.
-fn edge(lookup_port: u16, extra: serde_json::Value) -> (Envoy, Proc) {
-    let (origin, origin_port) = origin();
-    let mut config = json!({"cache": {"ttl_seconds": 300}});
-    merge_into(&mut config, extra);
-    let mut opts = EnvoyOpts::new(plugin_config(config), lookup_port, origin_port);
-    opts.concurrency = 2;
-    (Envoy::start(&opts), origin)
-}
-
 /// The account of `n` requests for `host`, one connection each.
 fn accounts(envoy: &Envoy, host: &str, n: usize) -> Vec<String> {
     (0..n)
@@ -46,17 +36,6 @@ fn accounts(envoy: &Envoy, host: &str, n: usize) -> Vec<String> {
             r.json()["account"].as_str().unwrap_or("-").to_string()
         })
         .collect()
-}
-
-/// How many connections each worker has accepted.
-fn per_worker_connections(envoy: &Envoy) -> Vec<u64> {
-    let mut v: Vec<(String, u64)> = stats(envoy.admin)
-        .into_iter()
-        .filter(|(k, _)| k.starts_with("listener.") && k.contains(".worker_") && k.ends_with(".downstream_cx_total"))
-        .filter(|(k, _)| k.contains(&format!("_{}.", envoy.port)))
-        .collect();
-    v.sort();
-    v.into_iter().map(|(_, n)| n).collect()
 }
 
 /// Waits up to `within` for 10 requests in a row to show `account`; returns how long it took.
@@ -108,18 +87,6 @@ impl Stack {
         per_worker_connections(&self.envoy)
     }
 }
-
-fn merge_into(base: &mut serde_json::Value, extra: serde_json::Value) {
-    match (base, extra) {
-        (serde_json::Value::Object(b), serde_json::Value::Object(e)) => {
-            for (k, v) in e {
-                merge_into(b.entry(k).or_insert(serde_json::Value::Null), v);
-            }
-        }
-        (b, e) => *b = e,
-    }
-}
-
 
 #[test]
 fn a_change_reaches_both_workers_within_two_seconds() {

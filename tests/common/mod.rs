@@ -6,7 +6,11 @@
 
 pub mod dns;
 pub mod fake;
+pub mod feed;
 pub mod load;
+/// The lookup service's PostgreSQL harness, shared rather than copied.
+#[path = "../../lookup/tests/support/postgres.rs"]
+pub mod postgres;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -169,9 +173,13 @@ pub fn lookup_serve_args(registry: &Path) -> Vec<String> {
     static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     let db = store_dir().join(format!("store-{n}.db"));
+    lookup_serve_args_on(&format!("sqlite:{}", db.to_str().expect("utf-8 path")), registry)
+}
+
+/// As `lookup_serve_args`, on the store at `database` (a PostgreSQL URL).
+pub fn lookup_serve_args_on(database: &str, registry: &Path) -> Vec<String> {
     let registry = registry.to_str().expect("utf-8 path").to_string();
-    let db = format!("sqlite:{}", db.to_str().expect("utf-8 path"));
-    ["serve", "--database", &db, "--import", &registry, "--admin-listen", "127.0.0.1:0"].map(String::from).to_vec()
+    ["serve", "--database", database, "--import", &registry, "--admin-listen", "127.0.0.1:0"].map(String::from).to_vec()
 }
 
 /// This test process's SQLite stores, removed at exit.
@@ -563,7 +571,8 @@ pub fn plugin_config(extra: serde_json::Value) -> serde_json::Value {
     base
 }
 
-fn merge(base: &mut serde_json::Value, extra: serde_json::Value) {
+/// Merges `extra` into `base`, key by key (objects recursively).
+pub fn merge(base: &mut serde_json::Value, extra: serde_json::Value) {
     match (base, extra) {
         (serde_json::Value::Object(b), serde_json::Value::Object(e)) => {
             for (k, v) in e {

@@ -28,6 +28,18 @@ impl Drop for Scratch {
     }
 }
 
+impl postgres::Postgres {
+    /// A fresh database, to keep tests sharing one server apart.
+    pub async fn create_database(&self, database: &str) -> String {
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::AnyPool::connect(&self.url()).await.expect("connect to postgres");
+        // A name chosen by the test, not input: CREATE DATABASE takes no parameters.
+        sqlx::query(&format!("CREATE DATABASE {database}")).execute(&pool).await.expect("create database");
+        pool.close().await;
+        self.url_of(database)
+    }
+}
+
 /// A zone file for `dns::Bind::start`: TTLs and the negative TTL (SOA
 /// MINIMUM) of 1 s, then `records`.
 pub fn zone(name: &str, records: &str) -> String {

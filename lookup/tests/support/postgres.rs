@@ -1,6 +1,8 @@
 //! A real PostgreSQL from Debian's `postgresql` package, in a scratch
 //! directory on a free loopback port, as an unprivileged user (PostgreSQL
 //! refuses root). Stopped on drop, so a failing test stops it too.
+//! Shared with the root end-to-end tests (`#[path]` in tests/common), so it
+//! uses no crate of the lookup service; `create_database` is in `mod.rs`.
 
 use super::Scratch;
 use std::os::unix::fs::MetadataExt;
@@ -74,16 +76,6 @@ impl Postgres {
 
     pub fn url_of(&self, database: &str) -> String {
         format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
-    }
-
-    /// A fresh database, to keep tests sharing one server apart.
-    pub async fn create_database(&self, database: &str) -> String {
-        sqlx::any::install_default_drivers();
-        let pool = sqlx::AnyPool::connect(&self.url()).await.expect("connect to postgres");
-        // A name chosen by the test, not input: CREATE DATABASE takes no parameters.
-        sqlx::query(&format!("CREATE DATABASE {database}")).execute(&pool).await.expect("create database");
-        pool.close().await;
-        self.url_of(database)
     }
 
     fn command(&self, tool: &str) -> Command {
