@@ -342,7 +342,10 @@ impl Worker {
         let gone = shared::evict(self.slots, e) as i64;
         metrics::add(self.metrics.changes_applied, gone);
         metrics::add(self.metrics.cache_entries, -gone);
+        // The eviction's time rides along: a worker drops only the calls
+        // started before it, not a refill that began after the table was cleared.
         let mut msg = vec![MSG_EVICT];
+        msg.extend_from_slice(&now.to_le_bytes());
         msg.extend_from_slice(&e.encode());
         let mut queues = shared::workers(now);
         if let Some(me) = self.queue.filter(|q| !queues.contains(q)) {
@@ -354,10 +357,10 @@ impl Worker {
     }
 
     /// A worker's share of an eviction: its own map, its calls in flight.
-    fn evict_local(&mut self, e: &Eviction) {
+    fn evict_local(&mut self, e: &Eviction, at: u64) {
         self.local.evict(e);
         for call in self.calls.values_mut() {
-            if e.matches(&call.host) {
+            if call.started <= at && e.matches(&call.host) {
                 call.superseded = true;
             }
         }
@@ -451,8 +454,9 @@ impl Root {
     fn on_message(&self, msg: &[u8]) {
         let Some((&kind, host)) = msg.split_first() else { return };
         if kind == MSG_EVICT {
-            if let Some(e) = Eviction::decode(host) {
-                self.with(|w| w.evict_local(&e));
+            let Some((at, rest)) = host.split_first_chunk::<8>() else { return };
+            if let Some(e) = Eviction::decode(rest) {
+                self.with(|w| w.evict_local(&e, u64::from_le_bytes(*at)));
             }
             return;
         }
