@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::dns::{BadDns, Bind, Misbehave};
+use common::dns::{zone, BadDns, Bind, Misbehave};
 use common::*;
 use serde_json::json;
 use std::time::{Duration, Instant};
@@ -20,11 +20,6 @@ const REGISTRY: &str = r#"{
     "acct-other": { "new.customer.example": "active" }
   }
 }"#;
-
-/// A zone file: SOA with a negative TTL (MINIMUM) of 1 s, then `records`.
-fn zone(name: &str, records: &str) -> String {
-    format!("$TTL 1\n@ IN SOA ns.{name}. hostmaster.{name}. 1 3600 600 86400 1\n@ IN NS ns.{name}.\nns IN A 127.0.0.1\n{records}")
-}
 
 fn zones() -> Vec<(&'static str, String)> {
     let mut saas = String::from(

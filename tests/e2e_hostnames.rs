@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::dns::Bind;
+use common::dns::{zone, Bind};
 use common::*;
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -19,11 +19,6 @@ const REGISTRY: &str = r#"{
   "accounts": { "acct-saas": {}, "acct-other": {} },
   "zones": { "saas.example": "acct-saas", "other.example": "acct-other" }
 }"#;
-
-/// A zone file: SOA with a negative TTL of 1 s, then `records`.
-fn zone(name: &str, records: &str) -> String {
-    format!("$TTL 1\n@ IN SOA ns.{name}. hostmaster.{name}. 1 3600 600 86400 1\n@ IN NS ns.{name}.\nns IN A 127.0.0.1\n{records}")
-}
 
 struct Stack {
     envoy: Envoy,

@@ -37,7 +37,7 @@ const REGISTRY: &str = r#"{
 /// A zone whose records live 300 s (negative answers 1 s, so a name added
 /// with nsupdate is seen at once).
 fn zone(name: &str, records: &str) -> String {
-    format!("$TTL 300\n@ IN SOA ns.{name}. hostmaster.{name}. 1 3600 600 86400 1\n@ IN NS ns.{name}.\nns IN A 127.0.0.1\n{records}")
+    common::dns::zone_with_ttl(name, 300, records)
 }
 
 fn pending_host(i: usize) -> String {

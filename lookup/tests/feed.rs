@@ -302,6 +302,29 @@ async fn get(addr: SocketAddr, target: &str) -> Reply {
     raw(addr, format!("GET {target} HTTP/1.1\r\nhost: lookup\r\nconnection: close\r\n\r\n").as_bytes()).await
 }
 
+/// `count` times: a long poll on `srv` from seq `first`, then a hostname
+/// written through `writer`; the time from the write to the answer, sorted.
+async fn write_to_answer(srv: &FeedServer, writer: &Store, first: u64, count: u64) -> Vec<Duration> {
+    let mut latencies = Vec::new();
+    for n in 0..count {
+        let since = first + n;
+        let addr = srv.addr;
+        let poll = tokio::spawn(async move {
+            let r = get(addr, &format!("/v1/changes?since={since}&wait=20")).await;
+            (r, Instant::now())
+        });
+        srv.until_waiting(1).await;
+        let host = format!("h{n}.brand.example");
+        create(writer, "acct-saas", &host, Status::Active).await.unwrap();
+        let written = Instant::now();
+        let (r, answered) = poll.await.unwrap();
+        assert_eq!(r.body, json!({"seq": since + 1, "hosts": [host], "zones": []}));
+        latencies.push(answered.saturating_duration_since(written));
+    }
+    latencies.sort();
+    latencies
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
@@ -347,23 +370,7 @@ async fn http_long_poll_params_and_failures() {
     assert!(waited >= Duration::from_secs(1) && waited < Duration::from_secs(3), "waited {waited:?}");
 
     // A change lands while it waits: the answer comes at once, not at `wait`.
-    let mut latencies = Vec::new();
-    for n in 0..10u64 {
-        let since = 1 + n;
-        let addr = srv.addr;
-        let poll = tokio::spawn(async move {
-            let r = get(addr, &format!("/v1/changes?since={since}&wait=20")).await;
-            (r, Instant::now())
-        });
-        srv.until_waiting(1).await;
-        let host = format!("h{n}.brand.example");
-        create(&store, "acct-saas", &host, Status::Active).await.unwrap();
-        let written = Instant::now();
-        let (r, answered) = poll.await.unwrap();
-        assert_eq!(r.body, json!({"seq": since + 1, "hosts": [host], "zones": []}));
-        latencies.push(answered.saturating_duration_since(written));
-    }
-    latencies.sort();
+    let latencies = write_to_answer(&srv, &store, 1, 10).await;
     eprintln!(
         "long poll, write to answer (SQLite, in process): p50 {:.1} ms, max {:.1} ms",
         ms(latencies[5]),
@@ -420,23 +427,7 @@ async fn postgres_replicas_share_the_sequence() {
     let two = Store::open(&url).await.unwrap();
     one.put_account(&Actor::Admin, "acct-saas", false).await.unwrap();
     let srv_two = FeedServer::start(&two, FeedConfig::default()).await;
-    let mut latencies = Vec::new();
-    for n in 0..20u64 {
-        let since = n;
-        let addr = srv_two.addr;
-        let poll = tokio::spawn(async move {
-            let r = get(addr, &format!("/v1/changes?since={since}&wait=20")).await;
-            (r, Instant::now())
-        });
-        srv_two.until_waiting(1).await;
-        let host = format!("h{n}.brand.example");
-        create(&one, "acct-saas", &host, Status::Active).await.unwrap();
-        let written = Instant::now();
-        let (r, answered) = poll.await.unwrap();
-        assert_eq!(r.body, json!({"seq": since + 1, "hosts": [host], "zones": []}));
-        latencies.push(answered.saturating_duration_since(written));
-    }
-    latencies.sort();
+    let latencies = write_to_answer(&srv_two, &one, 0, 20).await;
     eprintln!(
         "replica to replica, write to answer (PostgreSQL, 100 ms poll): p50 {:.1} ms, max {:.1} ms",
         ms(latencies[10]),

@@ -302,3 +302,14 @@ fn question_end(msg: &[u8]) -> Option<usize> {
     }
     (i + 4 <= msg.len()).then_some(i + 4)
 }
+
+/// A zone file for `name`: `$TTL ttl`, an SOA whose negative TTL is 1 s (a
+/// name added with nsupdate is seen at once), its NS, then `records`.
+pub fn zone_with_ttl(name: &str, ttl: u32, records: &str) -> String {
+    format!("$TTL {ttl}\n@ IN SOA ns.{name}. hostmaster.{name}. 1 3600 600 86400 1\n@ IN NS ns.{name}.\nns IN A 127.0.0.1\n{records}")
+}
+
+/// A zone file whose records live 1 s.
+pub fn zone(name: &str, records: &str) -> String {
+    zone_with_ttl(name, 1, records)
+}

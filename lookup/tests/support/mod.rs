@@ -4,6 +4,8 @@
 pub mod api;
 #[path = "../../../tests/common/dns.rs"]
 pub mod dns;
+#[allow(unused_imports)] // not every test binary builds zones
+pub use dns::zone;
 pub mod postgres;
 pub mod service;
 
@@ -38,12 +40,6 @@ impl postgres::Postgres {
         pool.close().await;
         self.url_of(database)
     }
-}
-
-/// A zone file for `dns::Bind::start`: TTLs and the negative TTL (SOA
-/// MINIMUM) of 1 s, then `records`.
-pub fn zone(name: &str, records: &str) -> String {
-    format!("$TTL 1\n@ IN SOA ns.{name}. hostmaster.{name}. 1 3600 600 86400 1\n@ IN NS ns.{name}.\nns IN A 127.0.0.1\n{records}")
 }
 
 /// The service's resolver, uncached, asking only `server`.
