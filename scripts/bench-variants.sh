@@ -15,6 +15,19 @@
 #   cN         the clock read done N times             (+(N-1) get_current_time_nanoseconds)
 #   hN         the header write done N times           (+(N-1) replace_header_map_value)
 #   aN         the :authority read done N times        (+(N-1) get_header_map_value)
+#   clear      noheader, with Envoy's clear_route_cache foreign function instead of the write:
+#              what clearing the route cache costs (the router matches again)
+#   wclear     the header write and that clear both: wclear - C is the clear's call
+#              alone if the write already cleared the route cache
+#   clone2     one extra copy of the :authority bytes (for norm2)
+#   norm2      normalization done twice (on a copy): norm2 - clone2 = normalize
+#   hash2      one extra SipHash of the host (the map's hasher)
+#   local2     the worker-map lookup done twice: hash, probe, compare, tally
+#
+# BENCH_VARIANTS="bare clear" picks variants (default: the first seven);
+# BENCH_VARIANTS_BUILD_ONLY=1 builds them into $work/wasm and stops, for
+# `scripts/bench_callgrind.py --variant` and for fuel
+# (CNAME_GUARD_WASM=$work/wasm/V.wasm make fuel).
 #
 # N is BENCH_VARIANT_REPEAT (default 100): a host call costs well under a
 # microsecond and a run's Envoy CPU per request wanders by a few, so the
@@ -31,11 +44,13 @@ mkdir -p "$work/wasm"
 export CARGO_TARGET_DIR="$work/target"
 
 n=${BENCH_VARIANT_REPEAT:-100}
-variants=(bare noclock noheader "m$n" "c$n" "h$n" "a$n")
+read -r -a variants <<<"${BENCH_VARIANTS:-bare noclock noheader m$n c$n h$n a$n}"
 for v in "${variants[@]}"; do
   echo "== variant $v"
   rm -rf "$work/$v" && mkdir -p "$work/$v"
+  mkdir -p "$work/$v/crates"
   cp -r src Cargo.lock "$work/$v/"
+  cp -r crates/core "$work/$v/crates/"   # the shared logic, a path dependency
   # The package alone: the root manifest without the workspace sections.
   python3 - "$root/Cargo.toml" "$work/$v/Cargo.toml" <<'PY'
 import re, sys
@@ -60,10 +75,12 @@ def sub(pattern, repl, count=1):
 
 COUNT = r"w\.count_request\(\);"
 CLOCK = r"let now = now_ms\(\);"
-HEADER = (r"let _ = hostcalls::set_map_value_bytes\(\s*MapType::HttpRequestHeaders,\s*&(self|w)\.cfg\.account_header,"
-          r"\s*Some\(account\.as_bytes\(\)\),?\s*\);")
+# The account header write, on both cached forms (canonical and normalized).
+HEADER = r"return stamp\(&self\.cfg\.account_header, account\);"
 AUTHORITY = r"let raw = hostcalls::get_map_value_bytes\(MapType::HttpRequestHeaders, \":authority\"\)"
 SLOW = r"w\.flush\(\);\n(\s*)if let Lookup::Fresh"
+# The cached path's lookup of the authority as it came.
+FAST = r"if let Some\(account\) = std::str::from_utf8\(&raw\)\.ok\(\)\.and_then\(\|h\| w\.local_allow\(h, now\)\) \{"
 
 if variant in ("bare", "noclock"):
     # A fresh local entry is any local entry (now = 0); the clock is read
@@ -71,13 +88,30 @@ if variant in ("bare", "noclock"):
     sub(CLOCK, "let now = 0u64;")
     sub(SLOW, r"let now = now_ms();\n\1\g<0>")
 if variant in ("bare", "noheader"):
-    sub(HEADER, "let _ = account;")
+    sub(HEADER, "let _ = account; return Action::Continue;", count=2)
 if variant == f"m{n}":
     sub(COUNT, rf"\g<0>\n        for _ in 0..{n} {{ metrics::inc(w.metrics.requests); }}")
 if variant == f"c{n}":
     sub(CLOCK, rf"for _ in 0..{n - 1} {{ std::hint::black_box(now_ms()); }}\n        \g<0>")
 if variant == f"h{n}":
-    sub(HEADER, rf"for _ in 0..{n} {{ \g<0> }}")
+    sub(HEADER, rf"for _ in 0..{n - 1} {{ let _ = stamp(&self.cfg.account_header, account); }} \g<0>", count=2)
+if variant == "clear":
+    # Envoy offers it as a foreign function (ABI 0.2 has no proxy_clear_route_cache).
+    sub(HEADER, "let _ = account; let _ = hostcalls::call_foreign_function(\"clear_route_cache\", None); "
+                "return Action::Continue;", count=2)
+if variant == "wclear":
+    # The write and an explicit clear: the route is matched again once, not twice.
+    sub(HEADER, "let _ = hostcalls::call_foreign_function(\"clear_route_cache\", None); \\g<0>", count=2)
+if variant == "clone2":
+    sub(FAST, "std::hint::black_box(raw.clone());\n        \\g<0>")
+if variant == "norm2":
+    sub(FAST, "let _ = std::hint::black_box(authority::normalize(raw.clone()));\n        \\g<0>")
+if variant == "hash2":
+    sub(FAST, "{ use std::hash::BuildHasher; std::hint::black_box("
+              "std::collections::hash_map::RandomState::new().hash_one(&raw[..])); }\n        \\g<0>")
+if variant == "local2":
+    sub(FAST, "std::hint::black_box(std::str::from_utf8(&raw).ok().and_then(|h| w.local_allow(h, now)).is_some());"
+              "\n        \\g<0>")
 if variant == f"a{n}":
     sub(AUTHORITY, f"for _ in 0..{n - 1} {{ std::hint::black_box(hostcalls::get_map_value_bytes("
                    "MapType::HttpRequestHeaders, \":authority\").ok()); }\n        \\g<0>")
@@ -94,6 +128,7 @@ PY
   echo "   $work/wasm/$v.wasm ($(stat -c %s "$work/wasm/$v.wasm") bytes)"
 done
 
+if [ -n "${BENCH_VARIANTS_BUILD_ONLY:-}" ]; then exit 0; fi
 args=()
 for v in "${variants[@]}"; do args+=(--variant "$v=$work/wasm/$v.wasm"); done
 only="B,C,$(IFS=,; echo "${variants[*]}")"

@@ -8,7 +8,7 @@ use crate::metrics;
 use crate::page::Problem;
 use crate::respond;
 use crate::verdict::ErrorCode;
-use crate::worker::{self, now_ms, request_id, requested_format, Act, Waiter, Worker};
+use crate::worker::{self, now_ms, request_id, requested_format, stamp, Act, Waiter, Worker};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, MapType};
@@ -55,6 +55,15 @@ impl HttpContext for Filter {
             .ok()
             .flatten()
             .unwrap_or_default();
+        let now = now_ms();
+        // The hot path: a fresh allow in the worker's own map. Only canonical
+        // names are keys and normalizing one gives it back, so an authority
+        // sent in canonical form (as browsers send it) is looked up as it
+        // came; any other form is normalized first. Beyond the authority and
+        // the clock, one host call: the account header.
+        if let Some(account) = std::str::from_utf8(&raw).ok().and_then(|h| w.local_allow(h, now)) {
+            return stamp(&self.cfg.account_header, account);
+        }
         let host = match authority::normalize(raw) {
             Ok(Authority::Name(host)) => host,
             Ok(Authority::IpLiteral(ip)) => {
@@ -71,16 +80,8 @@ impl HttpContext for Filter {
                 return Action::Pause;
             }
         };
-        let now = now_ms();
-        // The hot path: a fresh allow in the worker's own map. Beyond the
-        // authority and the clock, one host call: the account header.
         if let Some(account) = w.local_allow(&host, now) {
-            let _ = hostcalls::set_map_value_bytes(
-                MapType::HttpRequestHeaders,
-                &self.cfg.account_header,
-                Some(account.as_bytes()),
-            );
-            return Action::Continue;
+            return stamp(&self.cfg.account_header, account);
         }
         w.flush();
         if let Lookup::Fresh(entry) = w.cached(&host, now) {
@@ -134,10 +135,7 @@ impl Drop for Filter {
 /// Performs an act from the request's own callback.
 fn perform(act: &Act, account_header: &str) -> Action {
     match act {
-        Act::Allow(account) => {
-            let _ = hostcalls::set_map_value_bytes(MapType::HttpRequestHeaders, account_header, Some(account.as_bytes()));
-            Action::Continue
-        }
+        Act::Allow(account) => stamp(account_header, account),
         Act::FailOpen => {
             let _ = hostcalls::remove_map_value(MapType::HttpRequestHeaders, account_header);
             Action::Continue

@@ -20,7 +20,7 @@ use crate::verdict::{self, Verdict};
 use log::{error, info, warn};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{BufferType, ContextType, MapType};
+use proxy_wasm::types::{Action, BufferType, ContextType, MapType};
 use std::cell::RefCell;
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
@@ -378,7 +378,7 @@ fn resume(ctx: u32, act: &Act, account_header: &str) {
     }
     match act {
         Act::Allow(account) => {
-            let _ = hostcalls::set_map_value_bytes(MapType::HttpRequestHeaders, account_header, Some(account.as_bytes()));
+            let _ = stamp(account_header, account);
             let _ = hostcalls::resume_http_request();
         }
         Act::FailOpen => {
@@ -387,6 +387,13 @@ fn resume(ctx: u32, act: &Act, account_header: &str) {
         }
         Act::Reply(reply) => send(reply),
     }
+}
+
+/// Lets the request through, stamped with the serving account (replacing
+/// any value the client sent).
+pub fn stamp(account_header: &str, account: &str) -> Action {
+    let _ = hostcalls::set_map_value_bytes(MapType::HttpRequestHeaders, account_header, Some(account.as_bytes()));
+    Action::Continue
 }
 
 pub fn send(reply: &Reply) {

@@ -8,6 +8,16 @@
 host-test: wasm
 	$(CARGO) test -p cname-guard-host
 
-# Wasmtime fuel (~ wasm instructions) per request: cached allow, lookup, cached deny.
+# Wasmtime fuel (~ wasm instructions) per request: cached allow, lookup, cached deny;
+# then the no-op filter (bench/noop) as the SDK builds it and with the callbacks
+# cname-guard does not use unexported, as `make wasm` does for cname-guard.
+NOOP_WASM := target/wasm32-wasip1/release/cname_guard_bench_noop.wasm
+NOOP_UNEXPORTED := target/wasm32-wasip1/release/cname_guard_bench_noop_unexported.wasm
 fuel: wasm
 	$(CARGO) test -p cname-guard-host --release --test fuel -- --nocapture
+	$(CARGO) build --release --target wasm32-wasip1 -p cname-guard-bench-noop
+	cp $(NOOP_WASM) $(NOOP_UNEXPORTED) && $(PYTHON) scripts/wasm-unexport.py $(NOOP_UNEXPORTED)
+	CNAME_GUARD_NOOP_WASM=$(abspath $(NOOP_WASM)) $(CARGO) test -p cname-guard-host --release --test fuel -- \
+	  --nocapture --ignored fuel_noop
+	CNAME_GUARD_NOOP_WASM=$(abspath $(NOOP_UNEXPORTED)) $(CARGO) test -p cname-guard-host --release --test fuel -- \
+	  --nocapture --ignored fuel_noop

@@ -30,6 +30,29 @@ fn a_cached_verdict_needs_no_lookup() {
 }
 
 #[test]
+fn every_spelling_of_a_cached_host_is_served_from_the_cache() {
+    // The cached path looks an authority up as it came when it is canonical,
+    // and normalized otherwise: both find the one entry, whichever spelling
+    // the lookup was made for.
+    let mut h = host();
+    let first = h.worker(0).get("Shop.Customer.Example:8443");
+    assert!(h.calls()[0].path().contains("?host=shop.customer.example"), "{:?}", h.calls()[0].path());
+    answer_record(&mut h, H, json!({"account": "acct-saas"}));
+    assert!(first.continued(&h));
+    for spelling in [H, "SHOP.customer.example", "shop.customer.example.", "shop.customer.example:443"] {
+        let headers = [(":authority", spelling), (":path", "/"), (":method", "GET"), (ACCOUNT_HEADER, "spoofed")];
+        let r = h.worker(0).request(&headers);
+        assert_eq!(r.action(), Action::Continue, "{spelling}");
+        assert_eq!(r.forwarded_header(&h, ACCOUNT_HEADER), Some("acct-saas"), "{spelling}");
+    }
+    assert_eq!(h.calls().len(), 1, "one lookup for every spelling");
+    // A spelling that is not a name never reaches the map.
+    let r = h.worker(0).get("shop..customer.example");
+    assert_eq!(status(&h, &r), 400);
+    assert_eq!(h.calls().len(), 1);
+}
+
+#[test]
 fn the_cache_is_shared_by_workers() {
     let mut h = builder(json!({})).workers(2).build().unwrap();
     let r = h.worker(0).request(&[(":authority", H), (":path", "/"), (":method", "GET")]);

@@ -57,3 +57,28 @@ fn fuel_per_request() {
     );
     assert!(f.cached < f.lookup);
 }
+
+/// The no-op filter's cached request (configuration B of `make bench`), for
+/// the accounting of C − B in BENCHMARKS.md. Ignored in `make test`: it needs
+/// the no-op build, which `make fuel` makes and names in CNAME_GUARD_NOOP_WASM
+/// (once as the SDK exports it, once with cname-guard's unused callbacks
+/// unexported).
+#[test]
+#[ignore = "needs the no-op filter's .wasm: run by `make fuel`"]
+fn fuel_noop() {
+    let Some(wasm) = std::env::var_os("CNAME_GUARD_NOOP_WASM") else {
+        panic!("CNAME_GUARD_NOOP_WASM is not set: `make fuel` builds the no-op filter and sets it");
+    };
+    let name = std::path::Path::new(&wasm).file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let mut h = Host::builder().wasm(&wasm).config(json!({})).build().expect("the no-op filter starts");
+    let mut per_request = Vec::new();
+    for _ in 0..3 {
+        let before = h.fuel(0);
+        let r = h.worker(0).get(H);
+        assert_eq!(r.action(), Action::Continue);
+        per_request.push(h.fuel(0) - before);
+    }
+    println!("fuel per request of the no-op filter (wasmtime fuel units, ~ wasm instructions):");
+    println!("  {name} : {:>8}", per_request[2]);
+    assert_eq!(per_request[1], per_request[2], "fuel is deterministic");
+}
