@@ -26,8 +26,8 @@
 #
 # BENCH_VARIANTS="bare clear" picks variants (default: the first seven);
 # BENCH_VARIANTS_BUILD_ONLY=1 builds them into $work/wasm and stops, for
-# `scripts/bench_callgrind.py --variant` and for fuel
-# (CNAME_GUARD_WASM=$work/wasm/V.wasm make fuel).
+# `scripts/bench_callgrind.py --variant` and for fuel (CNAME_GUARD_WASM=$work/wasm/V.wasm
+# cargo test -p cname-guard-host --release --test fuel fuel_per_request -- --nocapture).
 #
 # N is BENCH_VARIANT_REPEAT (default 100): a host call costs well under a
 # microsecond and a run's Envoy CPU per request wanders by a few, so the

@@ -17,7 +17,7 @@ fuel: wasm
 	$(CARGO) test -p cname-guard-host --release --test fuel -- --nocapture
 	$(CARGO) build --release --target wasm32-wasip1 -p cname-guard-bench-noop
 	cp $(NOOP_WASM) $(NOOP_UNEXPORTED) && $(PYTHON) scripts/wasm-unexport.py $(NOOP_UNEXPORTED)
-	CNAME_GUARD_NOOP_WASM=$(abspath $(NOOP_WASM)) $(CARGO) test -p cname-guard-host --release --test fuel -- \
-	  --nocapture --ignored fuel_noop
-	CNAME_GUARD_NOOP_WASM=$(abspath $(NOOP_UNEXPORTED)) $(CARGO) test -p cname-guard-host --release --test fuel -- \
-	  --nocapture --ignored fuel_noop
+	for w in $(abspath $(NOOP_WASM) $(NOOP_UNEXPORTED)); do \
+	  CNAME_GUARD_NOOP_WASM=$$w $(CARGO) test -p cname-guard-host --release --test fuel -- \
+	    --nocapture --ignored fuel_noop || exit 1; \
+	done
