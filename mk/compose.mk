@@ -1,7 +1,7 @@
 # The stack in Docker compose (envoy/compose/docker-compose.yaml), with images
 # built locally FROM scratch: no registry needed. See docs/compose.md.
 #
-#   make compose-images   the static services, the .wasm, and the images (envoy, lookup, origin, plugin, dns, postgres)
+#   make compose-images   the static services, the .wasm, and the images (envoy, lookup, origin, plugin, dns, postgres, pebble)
 #   make compose-up       images, `up -d`, wait until the edge answers
 #   make compose-down     down -v --remove-orphans (project cname-guard only)
 #   make compose-test     up, the end-to-end assertions, always down
@@ -27,7 +27,7 @@ compose-services: .tools/$(MUSL_TARGET).stamp
 # registry), the local Envoy image is not built.
 LOCAL_ENVOY_IMAGE := cname-guard/envoy:$(ENVOY_VERSION)
 compose-images: deps wasm compose-services postgres-tools
-	@bash docker/build-images.sh $(if $(filter-out $(LOCAL_ENVOY_IMAGE),$(ENVOY_IMAGE)),lookup origin plugin dns postgres)
+	@bash docker/build-images.sh $(if $(filter-out $(LOCAL_ENVOY_IMAGE),$(ENVOY_IMAGE)),lookup origin plugin dns postgres pebble)
 
 compose-up: compose-images
 	@bash $(COMPOSE_TEST) up

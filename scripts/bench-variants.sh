@@ -43,6 +43,10 @@ case "$work" in "$root"|"$root"/*) echo "BENCH_VARIANTS_DIR must be outside the 
 mkdir -p "$work/wasm"
 export CARGO_TARGET_DIR="$work/target"
 
+# The trimming `make wasm` does after cargo (crates/wasm-trim), built in this checkout's target/.
+CARGO_TARGET_DIR="$root/target" cargo build -q -p cname-guard-wasm-trim
+trim=("$root/target/debug/cname-guard-wasm-trim")
+
 n=${BENCH_VARIANT_REPEAT:-100}
 read -r -a variants <<<"${BENCH_VARIANTS:-bare noclock noheader m$n c$n h$n a$n}"
 for v in "${variants[@]}"; do
@@ -123,7 +127,8 @@ PY
     tail -30 "$work/$v/build.log" >&2; echo "variant $v did not build" >&2; exit 1
   fi
   cp "$built" "$work/wasm/$v.wasm"
-  python3 scripts/wasm-unexport.py "$work/wasm/$v.wasm" >/dev/null   # as `make wasm` does
+  # As `make wasm` does, from the variant's own source (this checkout's tool).
+  "${trim[@]}" --src "$work/$v/src" "$work/wasm/$v.wasm" >/dev/null
   rm -f "$built"
   echo "   $work/wasm/$v.wasm ($(stat -c %s "$work/wasm/$v.wasm") bytes)"
 done

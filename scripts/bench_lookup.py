@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """`make bench-lookup`: latency (p50, p99) and requests/s of the lookup
 service's `GET /v1/ownership` for a host whose DNS is cached, with the store
-on SQLite and on PostgreSQL. Not a test: figures for README and BENCHMARKS.md.
+on SQLite and on PostgreSQL. Not a test: figures for BENCHMARKS.md.
 
 The service runs over a BIND serving the demo zones with the demo registry
 imported (scripts/bench.py's start_lookup); wrk --latency drives it from

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The demo stack on loopback, in the foreground: BIND serving the demo zones
-# (envoy/dns/), the lookup service asking it, the origin, and Envoy with
-# cname-guard. Ctrl-C stops them all.
+# (envoy/dns/), Pebble as the ACME CA, the lookup service asking both, the
+# origin, and Envoy with cname-guard. Ctrl-C stops them all.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,8 +19,10 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 # named works on copies: dynamic updates write journals beside the zones.
+# It also resolves for loopback (CNAMEs chased across its zones), as the
+# public resolvers a CA validates with do.
 cp envoy/dns/*.zone "$dns_dir/"
-bash scripts/named-conf.sh "$dns_dir" "$DNS_PORT" > "$dns_dir/named.conf"
+NAMED_RECURSION=yes bash scripts/named-conf.sh "$dns_dir" "$DNS_PORT" > "$dns_dir/named.conf"
 : > "$dns_dir/named.log"
 "$NAMED" -g -c "$dns_dir/named.conf" 2> "$dns_dir/named.log" &
 pids+=($!)
@@ -40,17 +42,48 @@ wait_http() { # url, name
   exit 1
 }
 
+# Pebble, the ACME test CA: its directory's TLS certificate made here, its
+# HTTP-01 fetches sent to the edge (Envoy, port 10000), its DNS to BIND.
+ca=$dns_dir/pebble
+mkdir -p "$ca"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 7 \
+  -subj "/CN=cname-guard demo Pebble TLS root" -keyout "$ca/root.key" -out "$ca/root.pem" 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=localhost \
+  -keyout "$ca/key.pem" -out "$ca/cert.csr" 2>/dev/null
+openssl x509 -req -in "$ca/cert.csr" -CA "$ca/root.pem" -CAkey "$ca/root.key" -CAcreateserial -days 7 \
+  -extfile <(printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n') -out "$ca/cert.pem" 2>/dev/null
+cat > "$ca/pebble.json" <<JSON
+{"pebble": {"listenAddress": "127.0.0.1:14000", "managementListenAddress": "127.0.0.1:15000",
+  "certificate": "$ca/cert.pem", "privateKey": "$ca/key.pem", "httpPort": 10000, "tlsPort": 10001,
+  "ocspResponderURL": "", "externalAccountBindingRequired": false}}
+JSON
+PEBBLE_VA_NOSLEEP=1 PEBBLE_WFE_NONCEREJECT=0 pebble -config "$ca/pebble.json" -dnsserver "127.0.0.1:$DNS_PORT" -strict=false \
+  >"$ca/pebble.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 100); do
+  grep -q 'Listening on' "$ca/pebble.log" && break
+  sleep 0.1
+done
+grep -q 'Listening on' "$ca/pebble.log" || { cat "$ca/pebble.log" >&2; echo "pebble did not come up on 127.0.0.1:14000" >&2; exit 1; }
+# The key-encryption key: certificates' private keys are sealed under it.
+openssl rand -hex 32 > "$dns_dir/kek"
+# The token Envoy shows the SDS server (node.metadata in envoy/envoy*.yaml).
+echo demo-xds-token-change-me > "$dns_dir/xds-token"
+
 CNAME_GUARD_ADMIN_TOKEN=$admin_token target/release/cname-guard-lookup serve \
   --database "sqlite:$dns_dir/store.db" --import envoy/registry.json \
   --listen 127.0.0.1:8081 --admin-listen 127.0.0.1:8091 \
-  --dns-server "127.0.0.1:$DNS_PORT" --verifier off >/dev/null 2>"$dns_dir/lookup.log" &
+  --dns-server "127.0.0.1:$DNS_PORT" --verifier off \
+  --acme-directory https://127.0.0.1:14000/dir --acme-ca-root "$ca/root.pem" --kek-file "$dns_dir/kek" --acme-retry-min 5s \
+  --xds-listen 127.0.0.1:8093 --xds-token-file "$dns_dir/xds-token" \
+  >/dev/null 2>"$dns_dir/lookup.log" &
 pids+=($!)
 target/release/cname-guard-origin --name demo-origin --listen 127.0.0.1:8082 >/dev/null &
 pids+=($!)
 wait_http http://127.0.0.1:8081/healthz "cname-guard-lookup"
 wait_http http://127.0.0.1:8082/healthz "cname-guard-origin"
 # Something else may answer on those ports: ours must be the ones alive.
-for i in 1 2; do kill -0 "${pids[$i]}" 2>/dev/null || { echo "a demo service exited (port 8081 or 8082 in use?)" >&2; exit 1; }; done
+for i in 1 2 3; do kill -0 "${pids[$i]}" 2>/dev/null || { echo "a demo service exited (port 14000, 15000, 8081 or 8082 in use?)" >&2; exit 1; }; done
 
 # NATIVE=1: the dynamic module (libcname_guard.so) instead of the .wasm.
 if [ "${NATIVE:-}" = 1 ]; then
@@ -106,8 +139,22 @@ The management API is on http://127.0.0.1:8091 (admin token below; docs/api.md):
   target/release/cname-guard-lookup hostnames list acct-saas
   target/release/cname-guard-lookup diagnose custom.brand.example
 
+Its certificate comes from Pebble (the ACME CA on 127.0.0.1:14000) within seconds: Pebble fetches
+http://custom.brand.example/.well-known/acme-challenge/... from this edge, whose ACME route hands
+it to the lookup service ahead of the filter (docs/certificates.md):
+
+  target/release/cname-guard-lookup hostnames list acct-saas --hostname custom.brand.example   # "ssl": {"status": "active", ...}
+  curl -s -H "authorization: Bearer \$CNAME_GUARD_TOKEN" \
+    http://127.0.0.1:8091/v1/accounts/acct-saas/custom_hostnames/ID/ssl/certificate | openssl x509 -noout -subject -issuer -enddate
+
+Envoy serves it on https://127.0.0.1:10443, fetched by SNI from the service's SDS listener (docs/tls.md);
+verify it against Pebble's root:
+
+  curl -s --cacert $ca/root.pem https://127.0.0.1:15000/roots/0 > $ca/issuing-root.pem
+  curl -i --cacert $ca/issuing-root.pem --resolve custom.brand.example:10443:127.0.0.1 https://custom.brand.example:10443/
+
 The store is $dns_dir/store.db (fresh each run, envoy/registry.json imported). The background
 verifier is off here so the table above holds (pending and moved hosts CNAME into acct-saas,
 which proves them); \`serve\` runs it by default. Ctrl-C to stop.
 TXT
-wait "${pids[3]}"
+wait "${pids[4]}"

@@ -2,12 +2,13 @@
 //! worker that holds the lease in shared data, from its root context's
 //! tick. Never on a request's path.
 
-use crate::changes::{self, Eviction, FeedError, Poller, Schedule};
-use crate::config::Config;
-use crate::metrics::{self, Metrics};
 use crate::shared;
 use crate::worker::now_ms;
-use log::{info, warn};
+use cname_guard_core::changes::Eviction;
+use cname_guard_core::config::Config;
+use cname_guard_core::feed as core;
+use cname_guard_core::host::Host;
+use cname_guard_core::lookup;
 use proxy_wasm::hostcalls;
 use std::time::Duration;
 
@@ -18,15 +19,10 @@ const RENEW_EVERY_MS: u64 = 1_000;
 
 pub struct Feed {
     /// Some while this worker holds the lease.
-    poller: Option<Poller>,
+    poller: Option<core::Feed>,
     token: Option<u32>,
     registered: Option<u64>,
     renewed: u64,
-    told_absent: bool,
-}
-
-fn schedule(cfg: &Config) -> Schedule {
-    Schedule { interval_ms: u64::from(cfg.changes.interval_ms), max_backoff_ms: u64::from(cfg.changes.max_backoff_ms) }
 }
 
 /// A holder that stops renewing loses the lease after this.
@@ -43,7 +39,7 @@ pub fn poll_tick(cfg: &Config) -> Duration {
 
 impl Feed {
     pub fn new() -> Feed {
-        Feed { poller: None, token: None, registered: None, renewed: 0, told_absent: false }
+        Feed { poller: None, token: None, registered: None, renewed: 0 }
     }
 
     pub fn holding(&self) -> bool {
@@ -55,7 +51,7 @@ impl Feed {
     }
 
     /// Registers our queue, keeps or takes the lease, polls when due.
-    pub fn tick(&mut self, cfg: &Config, me: u32, now: u64, m: &Metrics) {
+    pub fn tick(&mut self, cfg: &Config, me: u32, now: u64, h: &mut impl Host) {
         if self.registered.is_none_or(|t| now >= t + REGISTER_EVERY_MS) {
             shared::register_worker(me, now);
             self.registered = Some(now);
@@ -67,51 +63,33 @@ impl Feed {
             }
         }
         if self.poller.is_none() || now >= self.renewed + RENEW_EVERY_MS {
-            let seq = self.poller.as_ref().and_then(Poller::handover_seq);
+            let seq = self.poller.as_ref().and_then(core::Feed::handover_seq);
             match shared::claim_lease(me, now, lease_ms(cfg), seq) {
                 Some(lease) => {
                     if self.poller.is_none() {
-                        info!("cname-guard: this worker polls the change feed {} (from seq {:?})", cfg.changes.path, lease.seq);
-                        self.poller = Some(Poller::new(lease.seq));
+                        self.poller = Some(core::Feed::took_lease(cfg, lease.seq, h));
                     }
                     self.renewed = now;
                 }
                 None => {
                     if self.poller.take().is_some() {
-                        info!("cname-guard: another worker polls the change feed now");
+                        core::Feed::lost_lease(h);
                     }
                     return;
                 }
             }
         }
         let Some(p) = self.poller.as_mut() else { return };
-        // A long poll holds the call for up to `wait_seconds`: the timeout is on top.
-        let timeout = cfg.timeout + Duration::from_secs(u64::from(cfg.changes.wait_seconds));
-        if p.give_up(now, timeout.as_millis() as u64 + 1_000, schedule(cfg)) {
+        let polling = p.tick(cfg, now, poll_tick(cfg).as_millis() as u64 / 2, h);
+        if polling.gave_up {
             self.token = None;
-            metrics::inc(m.changes_failed);
-            warn!("cname-guard: change feed on cluster {}: no callback for the last call, given up", cfg.cluster);
         }
-        if !p.due(now + poll_tick(cfg).as_millis() as u64 / 2) {
-            return;
-        }
-        let path = changes::request_path(&cfg.changes.path, p.since(), cfg.changes.wait_seconds);
-        let headers = vec![
-            (":method", "GET"),
-            (":path", path.as_str()),
-            (":authority", cfg.authority.as_str()),
-            (":scheme", "http"),
-            ("accept", "application/json"),
-        ];
-        p.sent(now);
-        metrics::inc(m.changes_polls);
+        let Some(poll) = polling.poll else { return };
+        let headers = lookup::request_headers(&cfg.authority, &poll.path, None);
+        let timeout = Duration::from_millis(poll.timeout_ms);
         match hostcalls::dispatch_http_call(&cfg.cluster, headers, None, vec![], timeout) {
             Ok(token) => self.token = Some(token),
-            Err(_) => {
-                metrics::inc(m.changes_failed);
-                warn!("cname-guard: change feed on cluster {}: {}", cfg.cluster, FeedError::Dispatch);
-                p.answered(Err(FeedError::Dispatch), now, schedule(cfg));
-            }
+            Err(_) => p.refused(cfg, now, h),
         }
     }
 
@@ -123,36 +101,16 @@ impl Feed {
         status: Option<&str>,
         body_size: usize,
         body: &[u8],
-        m: &Metrics,
+        h: &mut impl Host,
     ) -> Eviction {
         let now = now_ms();
         self.token = None;
         let Some(p) = self.poller.as_mut() else { return Eviction::default() };
-        let result = changes::parse_answer(status, body_size, body);
-        match &result {
-            Err(FeedError::Absent) if !self.told_absent => {
-                self.told_absent = true;
-                info!("cname-guard: the lookup service has no change feed (404 on {}): entries live to their TTL", cfg.changes.path);
-            }
-            Err(FeedError::Absent) => {}
-            Err(e) => warn!("cname-guard: change feed on cluster {} failed: {e}", cfg.cluster),
-            Ok(_) => self.told_absent = false,
-        }
-        let step = p.answered(result, now, schedule(cfg));
-        if step.failed {
-            metrics::inc(m.changes_failed);
-        }
-        if step.reset {
-            metrics::inc(m.changes_resets);
-            info!("cname-guard: change feed reset at seq {:?}: every cached entry dropped", p.seq);
-        }
-        if let Some(seq) = p.seq {
-            metrics::set(m.changes_seq, seq);
-        }
+        let evict = p.answered(cfg, status, body_size, body, now, h);
         // Hand the new seq over at once, should another worker take over.
         if shared::claim_lease(me, now, lease_ms(cfg), p.handover_seq()).is_some() {
             self.renewed = now;
         }
-        step.evict
+        evict
     }
 }

@@ -1,14 +1,16 @@
 //! The HTTP context: one per request, thin over the worker's state.
 
-use crate::accept::Format;
-use crate::authority::{self, Authority};
-use crate::config::{Config, FailureMode};
-use crate::cache::Lookup;
+use crate::host::Req;
 use crate::metrics;
-use crate::page::Problem;
-use crate::respond;
-use crate::verdict::ErrorCode;
-use crate::worker::{self, now_ms, request_id, requested_format, stamp, Act, Waiter, Worker};
+use crate::worker::{self, now_ms, stamp, Waiter, Worker};
+use cname_guard_core::accept::Format;
+use cname_guard_core::cache::Lookup;
+use cname_guard_core::config::{Config, FailureMode};
+use cname_guard_core::incoming;
+use cname_guard_core::page::Problem;
+use cname_guard_core::request::Act;
+use cname_guard_core::respond;
+use cname_guard_core::tls;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, MapType};
@@ -45,61 +47,36 @@ impl HttpContext for Filter {
                 FailureMode::Allow => Act::FailOpen,
                 FailureMode::Deny => {
                     let ray = format!("{:016x}-{}", self.ctx, self.cfg.colo);
-                    Act::Reply(respond::error(&self.cfg, Problem::Unavailable, "-", &ray, now_ms() / 1000, Format::Html))
+                    Act::Reply(respond::error(
+                        &self.cfg,
+                        Problem::Unavailable,
+                        "-",
+                        &ray,
+                        now_ms() / 1000,
+                        Format::Html,
+                    ))
                 }
             };
             return perform(&act, &self.cfg.account_header);
         };
         w.count_request();
-        let raw = hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, ":authority")
-            .ok()
-            .flatten()
-            .unwrap_or_default();
+        let raw = incoming::authority(&Req);
+        let sni = incoming::sni(&self.cfg, &Req);
         let now = now_ms();
         // The hot path: a fresh allow in the worker's own map. Only canonical
         // names are keys and normalizing one gives it back, so an authority
         // sent in canonical form (as browsers send it) is looked up as it
-        // came; any other form is normalized first. Beyond the authority and
-        // the clock, one host call: the account header.
-        if let Some(account) = std::str::from_utf8(&raw).ok().and_then(|h| w.local_allow(h, now)) {
-            return stamp(&self.cfg.account_header, account);
+        // came (and, being canonical, checked against the SNI as it came);
+        // any other form is normalized first. Beyond the authority, the SNI
+        // and the clock, one host call: the account header.
+        if let Some(action) = std::str::from_utf8(&raw)
+            .ok()
+            .filter(|h| !tls::misdirected(sni.as_deref(), h))
+            .and_then(|h| from_local(&mut w, h, now, &self.cfg.account_header))
+        {
+            return action;
         }
-        let host = match authority::normalize(raw) {
-            Ok(Authority::Name(host)) => host,
-            Ok(Authority::IpLiteral(ip)) => {
-                w.flush();
-                let reply = w.deny(Problem::Code(ErrorCode::DirectIp), &ip, requested_format(), request_id().as_deref());
-                worker::send(&reply);
-                return Action::Pause;
-            }
-            Err(e) => {
-                w.flush();
-                metrics::inc(w.metrics.bad_request);
-                let reply = respond::bad_request(&w.cfg, e.reason());
-                worker::send(&reply);
-                return Action::Pause;
-            }
-        };
-        if let Some(account) = w.local_allow(&host, now) {
-            return stamp(&self.cfg.account_header, account);
-        }
-        w.flush();
-        if let Lookup::Fresh(entry) = w.cached(&host, now) {
-            metrics::inc(w.metrics.cache_hits);
-            let act = w.act(entry.verdict.as_ref(), &host, requested_format(), request_id().as_deref());
-            return perform(&act, &self.cfg.account_header);
-        }
-        metrics::inc(w.metrics.cache_misses);
-        let format = requested_format();
-        let rid = request_id();
-        let deadline = now + w.cfg.timeout.as_millis() as u64 + worker::GRACE_MS;
-        let waiter = Waiter { ctx: self.ctx, format, request_id: rid.clone(), deadline };
-        if w.wait(&host, waiter) {
-            self.paused = true;
-            return Action::Pause;
-        }
-        let act = w.failure(&host, format, rid.as_deref());
-        perform(&act, &w.cfg.account_header)
+        slow_path(&self.cfg, self.ctx, &mut self.paused, &mut w, raw, sni, now)
     }
 
     fn on_http_request_body(&mut self, _body_size: usize, _end_of_stream: bool) -> Action {
@@ -121,6 +98,54 @@ impl HttpContext for Filter {
     }
 }
 
+/// Everything but a fresh allow of a canonical authority: kept out of
+/// the callback so that the cached path stays as small as it was.
+#[inline(never)]
+fn slow_path(
+    cfg: &Config,
+    ctx: u32,
+    paused: &mut bool,
+    w: &mut Worker,
+    raw: Vec<u8>,
+    sni: Option<Vec<u8>>,
+    now: u64,
+) -> Action {
+    // Checked before the cache: 400, 421 or 1003 answer here.
+    let host = match incoming::admit(cfg, raw, sni.as_deref(), &Req, &mut w.host()) {
+        Ok(host) => host,
+        Err(reply) => {
+            w.flush();
+            worker::send(&reply);
+            return Action::Pause;
+        }
+    };
+    if let Some(action) = from_local(w, &host, now, &cfg.account_header) {
+        return action;
+    }
+    w.flush();
+    if let Lookup::Fresh(entry) = w.cached(&host, now) {
+        metrics::inc(w.metrics.cache_hits);
+        let https = entry.verdict.as_ref().is_some_and(|v| v.https()) && cfg.redirect_http;
+        let location = if https { incoming::https_location(&Req, &host) } else { None };
+        let rid = incoming::request_id(&Req);
+        let act = w.act(entry.verdict.as_ref(), &host, incoming::format(&Req), rid.as_deref(), location.as_deref());
+        return perform(&act, &cfg.account_header);
+    }
+    metrics::inc(w.metrics.cache_misses);
+    let format = incoming::format(&Req);
+    let rid = incoming::request_id(&Req);
+    let deadline = now + w.cfg.timeout.as_millis() as u64 + worker::GRACE_MS;
+    // The verdict is not known yet: where the request would go if it says `https`.
+    let location = if cfg.redirect_http { incoming::https_location(&Req, &host) } else { None };
+    let waiter = Waiter { ctx, format, request_id: rid.clone(), deadline, location };
+    if w.wait(&host, waiter) {
+        *paused = true;
+        return Action::Pause;
+    }
+    let act = w.failure(&host, format, rid.as_deref());
+    perform(&act, &w.cfg.account_header)
+}
+
 impl Drop for Filter {
     fn drop(&mut self) {
         if !self.paused {
@@ -130,6 +155,22 @@ impl Drop for Filter {
             w.forget(self.ctx);
         }
     }
+}
+
+/// The cached path: a fresh allow for `host` (canonical) in the worker's
+/// own map, stamped with its account; or, when its answer says `https`
+/// with `tls.redirect_http` on and the request came over plain HTTP, its
+/// 308. `None` when the map holds no fresh allow for `host`.
+fn from_local(w: &mut Worker, host: &str, now: u64, account_header: &str) -> Option<Action> {
+    let (account, redirects) = w.local_allow(host, now)?;
+    if let Some(location) = redirects.then(|| incoming::https_location(&Req, host)).flatten() {
+        let reply = w.redirect(&location);
+        worker::send(&reply);
+        return Some(Action::Pause);
+    }
+    let action = stamp(account_header, account);
+    w.count_allowed();
+    Some(action)
 }
 
 /// Performs an act from the request's own callback.

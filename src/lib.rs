@@ -4,15 +4,14 @@
 //!
 //! The decision logic lives in `cname-guard-core` (crates/core), shared with
 //! the native dynamic module (crates/native); this crate is the Proxy-Wasm
-//! glue (`worker`, `filter`, `shared`, `metrics`), compiled for wasm32 only.
-
-// The shared logic, under the paths the glue and the tests have always used.
-pub use cname_guard_core::{accept, authority, cache, changes, clock, coalesce, config, json, lookup, page, policy, ray, respond, verdict};
+//! glue (`worker`, `filter`, `shared`, `metrics`, `host`), compiled for wasm32 only.
 
 #[cfg(target_arch = "wasm32")]
 mod feed;
 #[cfg(target_arch = "wasm32")]
 mod filter;
+#[cfg(target_arch = "wasm32")]
+mod host;
 #[cfg(target_arch = "wasm32")]
 mod metrics;
 #[cfg(target_arch = "wasm32")]

@@ -1,9 +1,9 @@
 //! The cache and lock tables in Proxy-Wasm shared data (one store per
 //! `vm_id`, shared by every worker VM of an Envoy).
 
-use crate::cache::{choose_victim, decode_slot, Entry, Slots};
-use crate::changes::{self, Eviction, Lease};
-use crate::coalesce::{self, Lock, Step};
+use cname_guard_core::cache::{choose_victim, decode_slot, Entry, Slots, Worth};
+use cname_guard_core::changes::{self, Eviction, Lease};
+use cname_guard_core::coalesce::{self, Lock, Step};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::Status;
 
@@ -37,16 +37,22 @@ pub struct Written {
 }
 
 /// Stores `entry` for `host`, with CAS so that two workers writing one set
-/// don't lose each other's entries; gives up after a few collisions.
-pub fn write(slots: Slots, host: &str, entry: &Entry, now: u64) -> Written {
+/// don't lose each other's entries; gives up after a few collisions. A
+/// live entry of another host gives way only to one used more often, by
+/// this worker's count (`frequency`); otherwise nothing is written.
+pub fn write(slots: Slots, host: &str, entry: &Entry, now: u64, frequency: impl Fn(&[u8]) -> u8) -> Written {
     if !slots.enabled() {
         return Written::default();
     }
     let keys = slots.slots_of(host).map(slot_key);
     let value = entry.encode(host);
+    let candidate = Worth::of(entry, frequency(host.as_bytes()), now);
+    let worth = |h: &[u8], e: &Entry| Worth::of(e, frequency(h), now);
     for _ in 0..CAS_TRIES {
         let current = [get(&keys[0]), get(&keys[1])];
-        let (i, evicted) = choose_victim(host, [current[0].0.as_deref(), current[1].0.as_deref()], now);
+        let Some((i, evicted)) = choose_victim(host, [current[0].0.as_deref(), current[1].0.as_deref()], candidate, worth) else {
+            break;
+        };
         let filled_empty = current[i].0.as_deref().and_then(decode_slot).is_none();
         match hostcalls::set_shared_data(&keys[i], Some(&value), current[i].1) {
             Ok(()) => return Written { filled_empty, evicted },

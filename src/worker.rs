@@ -2,36 +2,36 @@
 //! data, the paused requests, and the lookups (always made by the root
 //! context, so a lookup outlives the request that started it).
 
-use crate::cache::{Entry, LocalCache, Lookup, Slots};
-use crate::changes::{self, Eviction};
-use crate::coalesce::Step;
-use crate::config::{Config, FailureMode};
 use crate::feed::{self, Feed};
 use crate::filter::Filter;
-use crate::lookup::{self, Answer, LookupError};
+use crate::host::Wasm;
 use crate::metrics::{self, Metrics};
-use crate::page::Problem;
-use crate::policy;
-use crate::ray::RayGen;
-use crate::accept::{self, Format};
-use crate::respond::{self, Reply};
 use crate::shared;
-use crate::verdict::{self, Verdict};
+use cname_guard_core::accept::Format;
+use cname_guard_core::cache::{Entry, LocalCache, Lookup, Slots};
+use cname_guard_core::changes::{self, Eviction};
+use cname_guard_core::clock;
+use cname_guard_core::coalesce::Step;
+use cname_guard_core::config::Config;
+use cname_guard_core::feed as core_feed;
+use cname_guard_core::lookup::{self, LookupError};
+use cname_guard_core::ray::{self, RayGen};
+use cname_guard_core::request::{self, Act, Asker};
+use cname_guard_core::respond::Reply;
+use cname_guard_core::verdict::Verdict;
 use log::{error, info, warn};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, MapType};
 use std::cell::RefCell;
-use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hasher};
 use std::rc::Rc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 /// Tick while requests wait (deadlines), and otherwise (deferred counters).
 const TICK_WAITING: Duration = Duration::from_millis(100);
 const TICK_IDLE: Duration = Duration::from_secs(1);
-pub use crate::policy::GRACE_MS;
+pub use cname_guard_core::policy::GRACE_MS;
 
 /// Queue messages: a local request for a lookup, or another worker's leader
 /// telling us its lookup for a host is done (`W`) or failed (`F`).
@@ -41,21 +41,17 @@ const MSG_FAILED: u8 = b'F';
 /// The feed's poller telling every worker what to drop from its map.
 const MSG_EVICT: u8 = b'E';
 
-/// What to do with one request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Act {
-    Allow(String),
-    /// `failure_mode: allow`: continue without the account header.
-    FailOpen,
-    Reply(Reply),
-}
-
 /// A request paused until its host's lookup ends.
 pub struct Waiter {
     pub ctx: u32,
     pub format: Format,
     pub request_id: Option<String>,
     pub deadline: u64,
+    /// Where the request is redirected if its host's answer says `https`
+    /// (`https_location`, read in the request's own callback before it
+    /// pauses; the verdict is applied from the root context); `None` when
+    /// it is not, or `tls.redirect_http` is off.
+    pub location: Option<String>,
 }
 
 struct Call {
@@ -95,17 +91,12 @@ struct Tally {
 }
 
 pub fn now_ms() -> u64 {
-    hostcalls::get_current_time()
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_millis() as u64)
+    hostcalls::get_current_time().map_or(0, clock::unix_ms)
 }
 
 impl Worker {
     fn new(cfg: Config) -> Worker {
-        let mut seed = RandomState::new().build_hasher();
-        seed.write_u64(now_ms());
-        let seed = seed.finish();
+        let seed = ray::seed(now_ms());
         let queue = match hostcalls::register_shared_queue(&format!("cname_guard.wake.{seed:016x}")) {
             Ok(q) => Some(q),
             Err(e) => {
@@ -117,7 +108,7 @@ impl Worker {
             slots: Slots::new(cfg.cache.max_entries),
             local: LocalCache::new(cfg.cache.max_entries),
             cfg: Rc::new(cfg),
-            metrics: Metrics::define(),
+            metrics: metrics::define(),
             queue,
             waiting: HashMap::new(),
             ctx_host: HashMap::new(),
@@ -135,23 +126,34 @@ impl Worker {
         self.tally.requests += 1;
     }
 
-    /// The account of a fresh allow for `host` in the worker's own map:
-    /// the cached path, with no host call and no allocation.
-    pub fn local_allow(&mut self, host: &str, now: u64) -> Option<&str> {
-        match self.local.get(host) {
-            Some(Entry { verdict: Some(Verdict::Allow(account)), fresh_until, .. }) if now < *fresh_until => {
+    /// A fresh allow for `host` in the worker's own map: its account, and
+    /// whether a plain HTTP request for it is redirected (its answer says
+    /// `https` and `tls.redirect_http` is on). The cached path, with no
+    /// host call and no allocation. Only a hit counts as a use here (and
+    /// in the tally); anything else is counted by `cached`. The caller
+    /// counts the request allowed (`count_allowed`) or redirected.
+    pub fn local_allow(&mut self, host: &str, now: u64) -> Option<(&str, bool)> {
+        let fresh_allow = |e: &Entry| matches!(e.verdict, Some(Verdict::Allow { .. })) && now < e.fresh_until;
+        match self.local.find(host, fresh_allow) {
+            Some(Entry { verdict: Some(Verdict::Allow { account, https }), .. }) => {
                 self.tally.hits += 1;
-                self.tally.allowed += 1;
-                Some(account)
+                Some((account, *https && self.cfg.redirect_http))
             }
             _ => None,
         }
     }
 
+    /// Counts a request the cached path allowed (deferred, as its hit).
+    pub fn count_allowed(&mut self) {
+        self.tally.allowed += 1;
+    }
+
     /// Adds the deferred counters to the metrics.
     pub fn flush(&mut self) {
         let t = std::mem::take(&mut self.tally);
-        for (id, n) in [(self.metrics.requests, t.requests), (self.metrics.cache_hits, t.hits), (self.metrics.allowed, t.allowed)] {
+        for (id, n) in
+            [(self.metrics.requests, t.requests), (self.metrics.cache_hits, t.hits), (self.metrics.allowed, t.allowed)]
+        {
             if n > 0 {
                 metrics::add(id, n);
             }
@@ -169,7 +171,7 @@ impl Worker {
             Some(e) => {
                 let found = e.clone().classify(now);
                 if let Lookup::Fresh(_) = found {
-                    self.local.insert(host, e);
+                    self.local.insert(host, e, now);
                 }
                 found
             }
@@ -177,43 +179,41 @@ impl Worker {
         }
     }
 
-    /// What a cached verdict means for a request.
-    pub fn act(&mut self, verdict: Option<&Verdict>, host: &str, format: Format, request_id: Option<&str>) -> Act {
-        match verdict {
-            Some(Verdict::Allow(account)) => {
-                metrics::inc(self.metrics.allowed);
-                Act::Allow(account.clone())
-            }
-            Some(Verdict::Deny(code)) => Act::Reply(self.deny(Problem::Code(*code), host, format, request_id)),
-            None => self.failure(host, format, request_id),
-        }
+    /// Core's host: the metrics and this VM's ray ids.
+    pub fn host(&mut self) -> Wasm<'_> {
+        Wasm { metrics: &self.metrics, rays: &mut self.rng }
+    }
+
+    /// What a cached verdict means for a request; `location`: where the
+    /// request is redirected if the verdict says `https` (`https_location`).
+    pub fn act(
+        &mut self,
+        verdict: Option<&Verdict>,
+        host: &str,
+        format: Format,
+        request_id: Option<&str>,
+        location: Option<&str>,
+    ) -> Act {
+        let cfg = self.cfg.clone();
+        request::act(
+            &cfg,
+            verdict,
+            Asker { host, format, request_id },
+            || location.map(str::to_string),
+            &mut self.host(),
+        )
     }
 
     /// The answer to a request whose lookup failed, per `failure_mode`.
     pub fn failure(&mut self, host: &str, format: Format, request_id: Option<&str>) -> Act {
-        match self.cfg.failure_mode {
-            FailureMode::Allow => {
-                metrics::inc(self.metrics.failure_mode_allowed);
-                Act::FailOpen
-            }
-            FailureMode::Deny => Act::Reply(self.deny(Problem::Unavailable, host, format, request_id)),
-        }
+        let cfg = self.cfg.clone();
+        request::failure(&cfg, Asker { host, format, request_id }, &mut self.host())
     }
 
-    pub fn deny(&mut self, problem: Problem, host: &str, format: Format, request_id: Option<&str>) -> Reply {
-        let ray = self.rng.ray_id(&self.cfg.colo);
-        let reply = respond::error(&self.cfg, problem, host, &ray, now_ms() / 1000, format);
-        let (label, counter) = match problem {
-            Problem::Code(code) => (code.number().to_string(), self.metrics.denied[code.index()]),
-            Problem::Unavailable => ("lookup_unavailable".to_string(), self.metrics.failure_mode_denied),
-        };
-        metrics::inc(counter);
-        info!(
-            "cname-guard: deny {label} status={} host={host} ray={ray} request_id={}",
-            reply.status,
-            request_id.unwrap_or("-")
-        );
-        reply
+    /// The 308 to `location`, counted.
+    pub fn redirect(&mut self, location: &str) -> Reply {
+        let cfg = self.cfg.clone();
+        request::redirect(&cfg, location, &mut self.host())
     }
 
     /// Pauses a request until `host` is looked up. Returns false when the
@@ -269,29 +269,29 @@ impl Worker {
     /// stale entry if allowed, else the failure mode.
     fn settle(&mut self, host: &str, verdict: Option<Option<Verdict>>, now: u64) -> Vec<(u32, Act)> {
         let waiters = self.take_waiters(host);
-        let verdict = verdict.or_else(|| self.stale(host, now));
-        let acts = waiters
-            .iter()
-            .map(|w| {
-                let act = match &verdict {
-                    Some(v) => self.act(v.as_ref(), host, w.format, w.request_id.as_deref()),
-                    None => self.failure(host, w.format, w.request_id.as_deref()),
-                };
-                (w.ctx, act)
-            })
-            .collect();
+        let stale = if verdict.is_none() { self.stale(host, now) } else { None };
+        let acts = waiters.iter().map(|w| (w.ctx, self.answer(host, verdict.as_ref(), stale.as_ref(), w))).collect();
         self.update_tick();
         acts
     }
 
+    /// A paused request's act: the lookup's verdict (`Some(None)`: a cached
+    /// failure), or for a failed lookup the stale verdict, else the failure mode.
+    fn answer(&mut self, host: &str, verdict: Option<&Option<Verdict>>, stale: Option<&Verdict>, w: &Waiter) -> Act {
+        let cfg = self.cfg.clone();
+        let asker = Asker { host, format: w.format, request_id: w.request_id.as_deref() };
+        let location = || w.location.clone();
+        match verdict {
+            Some(v) => request::act(&cfg, v.as_ref(), asker, location, &mut self.host()),
+            None => request::failed(&cfg, stale, asker, location, &mut self.host()),
+        }
+    }
+
     /// The verdict of an expired entry still within `stale_if_error_seconds`.
-    fn stale(&mut self, host: &str, now: u64) -> Option<Option<Verdict>> {
-        let entry = self.local.get(host).cloned().or_else(|| shared::read(self.slots, host))?;
+    fn stale(&self, host: &str, now: u64) -> Option<Verdict> {
+        let entry = self.local.peek(host).cloned().or_else(|| shared::read(self.slots, host))?;
         match entry.classify(now) {
-            Lookup::Stale(e) | Lookup::Fresh(e) if e.verdict.is_some() => {
-                metrics::inc(self.metrics.cache_stale_served);
-                Some(e.verdict)
-            }
+            Lookup::Stale(e) | Lookup::Fresh(e) => e.verdict,
             _ => None,
         }
     }
@@ -300,19 +300,16 @@ impl Worker {
         if entry.stale_until <= now {
             return;
         }
-        let written = shared::write(self.slots, host, &entry, now);
+        // The map first: it counts the use the slot table's admission weighs.
+        self.local.insert(host, entry.clone(), now);
+        let local = &self.local;
+        let written = shared::write(self.slots, host, &entry, now, |h| local.frequency(h));
         if written.filled_empty {
             metrics::inc(self.metrics.cache_entries);
         }
         if written.evicted {
             metrics::inc(self.metrics.cache_evictions);
         }
-        self.local.insert(host, entry);
-    }
-
-    /// The entry to cache for a lookup result.
-    fn entry_for(&self, result: &Result<Answer, LookupError>, now: u64) -> Option<Entry> {
-        policy::entry_for(&self.cfg.cache, result, now)
     }
 
     fn update_tick(&mut self) {
@@ -329,7 +326,8 @@ impl Worker {
     /// The feed's part of a tick (every worker: registry and lease).
     fn feed_tick(&mut self, now: u64) {
         let Some(me) = self.queue.filter(|_| self.cfg.changes.enabled()) else { return };
-        self.feed.tick(&self.cfg, me, now, &self.metrics);
+        let mut h = Wasm { metrics: &self.metrics, rays: &mut self.rng };
+        self.feed.tick(&self.cfg, me, now, &mut h);
         self.update_tick();
     }
 
@@ -339,9 +337,9 @@ impl Worker {
         if e.is_empty() {
             return;
         }
-        let gone = shared::evict(self.slots, e) as i64;
-        metrics::add(self.metrics.changes_applied, gone);
-        metrics::add(self.metrics.cache_entries, -gone);
+        let gone = shared::evict(self.slots, e);
+        core_feed::Feed::applied(gone as u64, &mut self.host());
+        metrics::add(self.metrics.cache_entries, -(gone as i64));
         // The eviction's time rides along: a worker drops only the calls
         // started before it, not a refill that began after the table was cleared.
         let mut msg = vec![MSG_EVICT];
@@ -441,13 +439,13 @@ impl Root {
             let request_id = w.waiting.get(host).and_then(|l| l.first()).and_then(|wt| wt.request_id.clone());
             match dispatch(&w.cfg, host, request_id.as_deref()) {
                 Ok(token) => {
-                    metrics::inc(w.metrics.lookups_started);
+                    request::lookup_started(&mut w.host());
                     w.calls.insert(token, Call { host: host.to_string(), started: now, locked, superseded: false });
                     Vec::new()
                 }
                 Err(e) => {
-                    metrics::inc(w.metrics.lookups_failed);
-                    warn!("cname-guard: lookup for {host} on cluster {} failed: {e}", w.cfg.cluster);
+                    let cfg = w.cfg.clone();
+                    request::lookup_not_started(&cfg, host, &e, &mut w.host());
                     if locked {
                         wake(shared::release_lock(w.slots, host), MSG_FAILED, host);
                     }
@@ -491,16 +489,7 @@ impl Root {
 
 fn dispatch(cfg: &Config, host: &str, request_id: Option<&str>) -> Result<u32, LookupError> {
     let path = lookup::request_path(&cfg.path, host);
-    let mut headers = vec![
-        (":method", "GET"),
-        (":path", path.as_str()),
-        (":authority", cfg.authority.as_str()),
-        (":scheme", "http"),
-        ("accept", "application/json"),
-    ];
-    if let Some(id) = request_id {
-        headers.push(("x-request-id", id));
-    }
+    let headers = lookup::request_headers(&cfg.authority, &path, request_id);
     hostcalls::dispatch_http_call(&cfg.cluster, headers, None, vec![], cfg.timeout).map_err(|_| LookupError::Dispatch)
 }
 
@@ -531,7 +520,8 @@ impl Context for Root {
             };
             let Some(me) = w.queue else { return true };
             let cfg = w.cfg.clone();
-            let e = w.feed.answered(&cfg, me, status.as_deref(), body_size, body.as_deref().unwrap_or(&[]), &w.metrics);
+            let mut h = Wasm { metrics: &w.metrics, rays: &mut w.rng };
+            let e = w.feed.answered(&cfg, me, status.as_deref(), body_size, body.as_deref().unwrap_or(&[]), &mut h);
             w.apply_eviction(&e, now);
             // A full page: the next one is due at once, not on the next tick.
             w.feed_tick(now);
@@ -550,30 +540,15 @@ impl Context for Root {
             } else {
                 hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size).ok().flatten()
             };
-            let result = lookup::parse_answer(status, body_size, body.as_deref().unwrap_or(&[]), &host);
-            let elapsed = now.saturating_sub(call.started);
-            metrics::record(w.metrics.lookup_latency_ms, elapsed);
-            let entry = w.entry_for(&result, now);
-            let verdict = match &result {
-                Ok(answer) => Some(Some(verdict::decide(answer))),
-                Err(e) => {
-                    metrics::inc(w.metrics.lookups_failed);
-                    // Envoy answers a callout timeout with its own 504.
-                    let timed_out = matches!(e, LookupError::NoResponse | LookupError::Status(504));
-                    if timed_out && elapsed >= w.cfg.timeout.as_millis() as u64 {
-                        metrics::inc(w.metrics.lookups_timed_out);
-                    }
-                    warn!("cname-guard: lookup for {host} on cluster {} failed after {elapsed} ms: {e}", w.cfg.cluster);
-                    None
-                }
-            };
-            // A cached failure must not push out a stale entry still worth serving.
-            let keep_stale = verdict.is_none() && matches!(w.stale_peek(&host, now), Some(true));
-            if let Some(entry) = entry {
-                if !keep_stale && !call.superseded {
-                    w.store(&host, entry, now);
-                }
+            let cfg = w.cfg.clone();
+            let body = body.as_deref().unwrap_or(&[]);
+            let answered =
+                request::lookup_answered(&cfg, &host, status, body_size, body, call.started, now, &mut w.host());
+            let stale_usable = answered.verdict.is_none() && matches!(w.stale_peek(&host, now), Some(true));
+            if let Some(entry) = answered.to_store(stale_usable, now).filter(|_| !call.superseded) {
+                w.store(&host, entry.clone(), now);
             }
+            let verdict = answered.verdict.map(Some);
             if call.locked {
                 let kind = if verdict.is_some() { MSG_DONE } else { MSG_FAILED };
                 wake(shared::release_lock(w.slots, &host), kind, &host);
@@ -596,14 +571,15 @@ fn response_status(num_headers: usize) -> Option<String> {
 impl Worker {
     /// Whether a stale-but-usable entry exists, without counting it served.
     fn stale_peek(&self, host: &str, now: u64) -> Option<bool> {
-        let e = self.local.get(host).cloned().or_else(|| shared::read(self.slots, host))?;
+        let e = self.local.peek(host).cloned().or_else(|| shared::read(self.slots, host))?;
         Some(e.verdict.is_some() && now < e.stale_until)
     }
 }
 
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
-        let raw = hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX).ok().flatten().unwrap_or_default();
+        let raw =
+            hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX).ok().flatten().unwrap_or_default();
         match Config::parse(&raw) {
             Ok(cfg) => {
                 info!(
@@ -636,20 +612,19 @@ impl RootContext for Root {
                 for (host, list) in w.waiting.iter_mut() {
                     list.retain(|wt| {
                         if now >= wt.deadline {
-                            late.push((host.clone(), wt.ctx, wt.format, wt.request_id.clone()));
+                            late.push((host.clone(), wt.ctx, wt.format, wt.request_id.clone(), wt.location.clone()));
                             false
                         } else {
                             true
                         }
                     });
                 }
-                for (host, ctx, format, rid) in late {
+                for (host, ctx, format, rid, location) in late {
                     w.ctx_host.remove(&ctx);
                     metrics::inc(w.metrics.lookups_timed_out);
-                    let act = match w.stale(&host, now) {
-                        Some(v) => w.act(v.as_ref(), &host, format, rid.as_deref()),
-                        None => w.failure(&host, format, rid.as_deref()),
-                    };
+                    let stale = w.stale(&host, now);
+                    let waiter = Waiter { ctx, format, request_id: rid, deadline: now, location };
+                    let act = w.answer(&host, None, stale.as_ref(), &waiter);
                     acts.push((ctx, act));
                 }
                 let retry: Vec<String> =
@@ -657,7 +632,9 @@ impl RootContext for Root {
                 for h in &retry {
                     w.remote.remove(h);
                 }
-                w.waiting.retain(|h, list| !list.is_empty() || w.calls.values().any(|c| &c.host == h) || w.remote.contains_key(h));
+                w.waiting.retain(|h, list| {
+                    !list.is_empty() || w.calls.values().any(|c| &c.host == h) || w.remote.contains_key(h)
+                });
                 w.update_tick();
                 w.feed_tick(now);
                 (acts, retry)
@@ -688,15 +665,4 @@ impl RootContext for Root {
     fn get_type(&self) -> Option<ContextType> {
         Some(ContextType::HttpContext)
     }
-}
-
-/// The page format the request asks for, read only when it is needed.
-pub fn requested_format() -> Format {
-    let accept = hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, "accept").ok().flatten();
-    accept::negotiate(accept.as_deref())
-}
-
-pub fn request_id() -> Option<String> {
-    let id = hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, "x-request-id").ok().flatten()?;
-    policy::request_id(id)
 }

@@ -7,7 +7,7 @@
 //! Part of `make test` for both builds; `DISCONNECT_SECONDS` (default 3)
 //! sets the length of each of the two measured rounds.
 
-mod common;
+use cname_guard_testkit as common;
 
 use common::fake::{self, FakeLookup, Reply as FakeReply};
 use common::load::{self, mib};
@@ -80,7 +80,9 @@ fn clients_hanging_up_while_paused() {
     let mut sent = hang_up_round(envoy.port, seconds(), salt + 1);
     sent += hang_up_round(envoy.port, seconds(), salt + 2);
     // Let the last abandoned lookups come back (or time out) before measuring.
-    std::thread::sleep(LOOKUP_DELAY * 2);
+    wait_for("no lookup in flight", Duration::from_secs(10), || {
+        (stats(envoy.admin).get("cluster.cname_guard_lookup.upstream_rq_active") == Some(&0)).then_some(())
+    });
     let after = load::memory(&envoy);
     assert!(envoy.proc.alive(), "envoy died:\n{}", envoy.log());
     println!("hang-ups: {sent} requests; heap before {before}, after {after}");

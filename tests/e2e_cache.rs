@@ -1,6 +1,6 @@
 //! The cache and coalescing in real Envoy with two workers.
 
-mod common;
+use cname_guard_testkit as common;
 
 use common::fake::{self, FakeLookup, Reply};
 use common::*;
@@ -78,11 +78,18 @@ fn a_flood_of_unique_hosts_stays_within_the_bound() {
     let envoy = start(&lookup, origin_port, json!({"cache": {"max_entries": 1000}}));
     let hosts: Vec<String> = (0..10_000).map(|i| format!("flood-{i}.example")).collect();
     let responses = concurrently(&envoy, 8, hosts);
-    assert!(responses.iter().all(|r| r.status == 409), "unknown hosts are 1001");
+    let other: Vec<&Response> = responses.iter().filter(|r| r.status != 409).collect();
+    assert!(other.is_empty(), "unknown hosts are 1001; {} were not, the first: {} {:?}\n{}", other.len(), other[0].status, other[0].headers, other[0].body_text());
     let entries = envoy.stat("cache.entries");
     assert!(entries <= 1000, "cache.entries {entries} over the bound");
     assert!(entries >= 900, "cache.entries {entries}: the table should be nearly full");
-    assert!(envoy.stat("cache.evictions") >= 8_000);
+    // Full, the table admits a flood name only in place of one worth no
+    // more (issue 22): names seen once replace each other once the
+    // doorkeeper forgets them (Wasm: or another worker's), never more than
+    // one eviction per name that found the table full.
+    let evictions = envoy.stat("cache.evictions");
+    eprintln!("flood of 10,000: cache.entries {entries}, cache.evictions {evictions}");
+    assert!(evictions <= 9_000, "cache.evictions {evictions}");
     assert_eq!(envoy.stat("denied_1001"), 10_000);
 }
 
@@ -109,4 +116,90 @@ fn stale_if_error_serves_the_last_verdict() {
         (lookup.count("stale.example") >= 2).then_some(())
     });
     assert!(envoy.stat("cache.stale_served") >= 1);
+}
+
+/// Issue 22 end to end: hot hosts in steady use, then a scan of unique
+/// hosts (each looked up once and denied), then the hot hosts again: by the
+/// filter's counters, all but at most 2 of the 200 are still cache hits,
+/// in either worker.
+#[test]
+fn a_scan_of_unique_hosts_leaves_the_hot_hosts_cached() {
+    scan_then_hot(4_000);
+}
+
+/// `make bench-flood`: the issue's figure, 20,000 unique hosts (or
+/// CNAME_GUARD_FLOOD_HOSTS), with the same target.
+#[test]
+#[ignore = "a benchmark: `make bench-flood` runs it for both builds"]
+fn bench_flood() {
+    let n = std::env::var("CNAME_GUARD_FLOOD_HOSTS").ok().and_then(|v| v.parse().ok()).unwrap_or(20_000);
+    let t = std::time::Instant::now();
+    let (hits, misses, relooked) = scan_then_hot(n);
+    println!(
+        "bench-flood ({:?} build): {HOT} hot hosts, {n} unique hosts scanned, then the hot hosts twice each: \
+         {hits} cache hits, {misses} misses, {relooked} hot hosts needed a new lookup ({:.1} s)",
+        build(),
+        t.elapsed().as_secs_f64()
+    );
+}
+
+const HOT: usize = 200;
+
+/// Warms `HOT` hosts, scans `scan` unique ones, sends the hot ones again;
+/// asserts the issue's target and returns the hot requests' cache hits and
+/// misses and the new lookups they made.
+fn scan_then_hot(scan: usize) -> (u64, u64, usize) {
+    const WARM_ROUNDS: usize = 16;
+    let lookup = FakeLookup::start(|c| {
+        if c.host_param.ends_with(".hot.example") {
+            fake::allowed(&c.host_param, "acct-hot")
+        } else {
+            Reply::Json(404, "{}".into())
+        }
+    });
+    let (_origin, origin_port) = origin();
+    let envoy = start(&lookup, origin_port, json!({"cache": {"max_entries": 1024}}));
+    let hot: Vec<String> = (0..HOT).map(|i| format!("shop{i}.hot.example")).collect();
+    let rounds = |n: usize| hot.iter().cycle().take(HOT * n).cloned().collect::<Vec<_>>();
+
+    // Warm-up: every hot host 16 times, a new connection each, so both workers serve it.
+    for r in concurrently(&envoy, 8, rounds(WARM_ROUNDS)) {
+        assert_eq!(r.status, 200, "{}", r.body_text());
+    }
+    // The scan: unique random names, the fake lookup's 404 makes each a denial (1001).
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let names: Vec<String> = (0..scan)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            format!("r{x:016x}.scan.example")
+        })
+        .collect();
+    for r in concurrently(&envoy, 8, names) {
+        assert_eq!(r.status, 409, "{}", r.body_text());
+    }
+    let mut sent = (HOT * WARM_ROUNDS + scan) as u64;
+    // The cached path's counters reach Envoy up to a second late (Wasm).
+    envoy.wait_stat("requests", sent);
+    assert_eq!(envoy.stat("denied_1001"), scan as u64);
+    let (hits, misses) = (envoy.stat("cache.hits"), envoy.stat("cache.misses"));
+    let lookups = lookup.calls().len();
+
+    // The hot hosts again, twice each.
+    for r in concurrently(&envoy, 8, rounds(2)) {
+        assert_eq!(r.status, 200, "{}", r.body_text());
+        assert_eq!(r.json()["account"], "acct-hot");
+    }
+    sent += (HOT * 2) as u64;
+    envoy.wait_stat("requests", sent);
+    let new_hits = envoy.stat("cache.hits") - hits;
+    let new_misses = envoy.stat("cache.misses") - misses;
+    let relooked = lookup.calls().len() - lookups;
+    eprintln!("hot requests after a scan of {scan}: {new_hits} hits, {new_misses} misses, {relooked} lookups");
+    assert_eq!(new_hits + new_misses, (HOT * 2) as u64, "every request a hit or a miss");
+    assert!(new_misses <= 2, "{new_misses} of {} hot requests missed the cache after the scan", HOT * 2);
+    assert!(relooked <= 2, "{relooked} hot hosts needed a new lookup");
+    assert!(envoy.stat("cache.entries") <= 1024);
+    (new_hits, new_misses, relooked)
 }

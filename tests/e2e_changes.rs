@@ -2,12 +2,12 @@
 //! reaches every worker within 2 s despite a 300 s TTL; zones and resets;
 //! a broken feed leaves requests as they are; one poller per Envoy.
 //!
-//! The lookup service here is the harness's fake (tests/common/fake.rs),
+//! The lookup service here is the harness's fake (crates/testkit/src/fake.rs),
 //! whose feed a test drives. The edge (`edge`, `per_worker_connections`) is
-//! tests/common/feed.rs, which tests/e2e_propagation.rs runs against the
+//! crates/testkit/src/feed.rs, which tests/e2e_propagation.rs runs against the
 //! real service.
 
-mod common;
+use cname_guard_testkit as common;
 
 use common::fake::{self, FakeLookup, FeedMode, Reply};
 use common::feed::{edge, per_worker_connections};
@@ -208,30 +208,50 @@ fn a_broken_feed_leaves_requests_alone_and_the_filter_recovers() {
 
 #[test]
 fn without_a_feed_the_filter_runs_on_ttls_alone() {
-    let s = Stack::start(FeedMode::Absent, json!({}));
-    let start = Instant::now();
+    // The feed answers 404: asked again after `max_backoff_ms` (3 s), not at
+    // `interval_ms` (1 s, the default); requests go on from the cache meanwhile.
+    let s = Stack::start(FeedMode::Absent, json!({"changes": {"max_backoff_ms": 3000}}));
     assert!(s.accounts("ttl.example", 20).iter().all(|a| a == "acct-1"));
-    wait_for("the first feed call", Duration::from_secs(5), || (!s.lookup.feed.calls().is_empty()).then_some(()));
-    while start.elapsed() < Duration::from_secs(4) {
-        s.accounts("ttl.example", 5);
-    }
-    assert_eq!(s.lookup.feed.calls().len(), 1, "a 404 feed is asked again only after changes.max_backoff_ms");
+    wait_for("the feed to be asked again", Duration::from_secs(10), || {
+        assert!(s.accounts("ttl.example", 5).iter().all(|a| a == "acct-1"));
+        (s.lookup.feed.calls().len() >= 2).then_some(())
+    });
+    let calls = s.lookup.feed.calls();
+    // A lower bound (a busy machine only lengthens the gap); a tick may poll
+    // up to half a tick early.
+    let gap = calls[1].at - calls[0].at;
+    assert!(gap >= Duration::from_secs(2), "a 404 feed asked again after {gap:?}, not after changes.max_backoff_ms");
+    wait_for("two polls counted", Duration::from_secs(3), || (s.envoy.stat("changes.polls") == 2).then_some(()));
     assert_eq!(s.envoy.stat("changes.failed"), 0);
-    assert_eq!(s.envoy.stat("changes.polls"), 1);
     assert_eq!(s.lookup.count("ttl.example"), 1);
+}
+
+/// The `since` of each feed call after the first `from`.
+fn sinces(s: &Stack, from: usize) -> Vec<u64> {
+    let since = |c: &fake::Call| c.path.split_once("since=")?.1.split('&').next()?.parse().ok();
+    let calls = s.lookup.feed.calls();
+    calls.iter().skip(from).map(|c| since(c).unwrap_or_else(|| panic!("no since: {}", c.path))).collect()
 }
 
 #[test]
 fn one_poller_per_envoy() {
-    let s = Stack::start(FeedMode::Healthy, json!({"changes": {"interval_ms": 200}}));
+    // Long polls: the poller's one call waits on the fake until a change, so
+    // one poller asks each seq exactly once; a second poller (two workers
+    // each holding the lease, say) would send calls of its own.
+    let s = Stack::start(FeedMode::Healthy, json!({"changes": {"interval_ms": 200, "wait_seconds": 30}}));
     s.wait_polling();
-    let from = s.lookup.feed.calls().len();
-    let start = Instant::now();
-    std::thread::sleep(Duration::from_secs(3)); // a span to count over, not a wait for a condition
-    let calls = s.lookup.feed.calls().len() - from;
-    let expected = start.elapsed().as_millis() as usize / 200;
-    assert!(calls <= expected + 2, "{calls} feed calls in {:?}: more than one poller", start.elapsed());
-    assert!(calls * 2 >= expected, "{calls} feed calls in {:?}: the poller lags", start.elapsed());
+    let from = s.lookup.feed.calls().iter().position(|c| c.path.contains("since=")).expect("a long poll");
+    for i in 1..=5 {
+        let seq = s.lookup.feed.host_changed(&format!("c{i}.example"));
+        wait_for(&format!("seq {seq} applied"), Duration::from_secs(5), || {
+            (s.envoy.stat("changes.seq") == seq).then_some(())
+        });
+        wait_for(&format!("the long poll after seq {seq}"), Duration::from_secs(5), || {
+            sinces(&s, from).contains(&seq).then_some(())
+        });
+    }
+    assert_eq!(sinces(&s, from), [0, 1, 2, 3, 4, 5], "one call per seq: one poller");
+    assert_eq!(s.envoy.stat("changes.failed"), 0);
 }
 
 #[test]
@@ -239,7 +259,12 @@ fn changes_interval_zero_turns_the_feed_off() {
     let s = Stack::start(FeedMode::Healthy, json!({"changes": {"interval_ms": 0}}));
     s.accounts("off.example", 10);
     wait_for("a tick or two", Duration::from_secs(3), || (s.envoy.stat("requests") == 10).then_some(()));
-    std::thread::sleep(Duration::from_millis(1500)); // a span in which no poll may happen
+    // A witness: an Envoy with the feed on, started after this one, polls
+    // twice. By then this one would have polled too.
+    let on = Stack::start(FeedMode::Healthy, json!({}));
+    wait_for("the witness to poll twice", Duration::from_secs(10), || {
+        (on.lookup.feed.calls().len() >= 2).then_some(())
+    });
     assert!(s.lookup.feed.calls().is_empty());
     assert_eq!(s.envoy.stat("changes.polls"), 0);
 }

@@ -2,7 +2,7 @@
 //! changed mid-test with nsupdate, the reference lookup service asking it,
 //! real Envoy and the filter answering. Plus nameservers that fail.
 
-mod common;
+use cname_guard_testkit as common;
 
 use common::dns::{zone, BadDns, Bind, Misbehave};
 use common::*;

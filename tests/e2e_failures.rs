@@ -1,7 +1,7 @@
 //! Lookup failures in real Envoy: every request gets the failure mode's
 //! answer within the lookup timeout plus a margin, in deny and allow mode.
 
-mod common;
+use cname_guard_testkit as common;
 
 use common::fake::{self, FakeLookup, Reply};
 use common::*;

@@ -3,7 +3,7 @@
 //! customer would, the verifier, and each state asserted through real Envoy
 //! and the filter once its cache entry has expired.
 
-mod common;
+use cname_guard_testkit as common;
 
 use common::dns::{zone, Bind};
 use common::*;
@@ -79,13 +79,7 @@ fn stack() -> Stack {
 
 impl Stack {
     fn api(&self, method: &str, path: &str, token: &str, body: Option<Value>) -> (u16, Value) {
-        let mut req = Request { path: path.into(), ..Request::get("127.0.0.1").method(method) }
-            .header("authorization", &format!("Bearer {token}"));
-        if let Some(b) = body {
-            req = req.header("content-type", "application/json").body(b.to_string().as_bytes());
-        }
-        let r = send(self.admin_port, &req);
-        (r.status, r.try_json().unwrap_or(Value::Null))
+        api(self.admin_port, method, path, token, body)
     }
 
     /// acct-saas creates `hostname` with its own token.

@@ -1,7 +1,7 @@
 //! Every verdict through real Envoy, the reference lookup service over the
 //! demo registry, and the demo origin.
 
-mod common;
+use cname_guard_testkit as common;
 
 use common::fake::{self, FakeLookup, Reply};
 use common::*;

@@ -10,7 +10,7 @@
 //! recovers by itself once the lookup is back (polled with a deadline).
 //! `make faults` runs just this file.
 
-mod common;
+use cname_guard_testkit as common;
 
 use common::fake::{self, FakeLookup, Reply as FakeReply};
 use common::load::{self, Conn, Gen, Load, Reply, Report, Target};

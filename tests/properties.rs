@@ -4,13 +4,14 @@
 //! targets under fuzz/ explore the same functions much longer, and their
 //! checked-in seed corpora are replayed here.
 
-use cname_guard::accept::{negotiate, Format};
-use cname_guard::authority::{normalize, Authority};
-use cname_guard::cache::{decode_slot, Entry};
-use cname_guard::coalesce::{Lock, MAX_WAITERS};
-use cname_guard::lookup::{parse_answer, safe_account, Answer, LookupError, MAX_BODY};
-use cname_guard::page::{escape_html, render, Page, Problem};
-use cname_guard::verdict::{ErrorCode, Verdict};
+use cname_guard_core::accept::{negotiate, Format};
+use cname_guard_core::authority::{normalize, Authority};
+use cname_guard_core::cache::{decode_slot, Entry};
+use cname_guard_core::coalesce::{Lock, MAX_WAITERS};
+use cname_guard_core::lookup::{parse_answer, safe_account, Answer, LookupError, MAX_BODY};
+use cname_guard_core::page::{escape_html, render, Page, Problem};
+use cname_guard_core::tls::{https_location, misdirected};
+use cname_guard_core::verdict::{ErrorCode, Verdict};
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
 
@@ -63,7 +64,11 @@ fn hostile_text() -> impl Strategy<Value = String> {
 }
 
 fn problem() -> impl Strategy<Value = Problem> {
-    prop_oneof![prop::sample::select(ErrorCode::ALL.to_vec()).prop_map(Problem::Code), Just(Problem::Unavailable),]
+    prop_oneof![
+        prop::sample::select(ErrorCode::ALL.to_vec()).prop_map(Problem::Code),
+        Just(Problem::Unavailable),
+        Just(Problem::Misdirected),
+    ]
 }
 
 fn format() -> impl Strategy<Value = Format> {
@@ -72,7 +77,7 @@ fn format() -> impl Strategy<Value = Format> {
 
 fn verdict() -> impl Strategy<Value = Option<Verdict>> {
     prop_oneof![
-        "[A-Za-z0-9._:-]{1,128}".prop_map(|a| Some(Verdict::Allow(a))),
+        ("[A-Za-z0-9._:-]{1,128}", any::<bool>()).prop_map(|(account, https)| Some(Verdict::Allow { account, https })),
         prop::sample::select(ErrorCode::ALL.to_vec()).prop_map(|c| Some(Verdict::Deny(c))),
         Just(None),
     ]
@@ -137,6 +142,89 @@ proptest! {
             let refused = normalize(bad.into_bytes()).is_err();
             prop_assert!(refused);
         }
+    }
+}
+
+// --- the SNI check (421) -------------------------------------------------------
+
+proptest! {
+    #![proptest_config(config(512))]
+
+    /// An SNI naming the request's host, in any case and with or without
+    /// one trailing dot, is never misdirected; with anything appended or
+    /// prepended it always is.
+    #[test]
+    fn the_sni_of_the_host_passes_and_no_other(
+        n in name(),
+        upper in prop::collection::vec(any::<bool>(), 253),
+        dot in any::<bool>(),
+        extra in "[a-z0-9.:*_-]{1,8}",
+    ) {
+        let mixed: String = n.chars().zip(&upper).map(|(c, &u)| if u { c.to_ascii_uppercase() } else { c }).collect();
+        let sni = if dot { format!("{mixed}.") } else { mixed };
+        prop_assert!(!misdirected(Some(sni.as_bytes()), &n));
+        // `extra` may be the one trailing dot the check ignores.
+        let appended = format!("{n}{extra}");
+        let refused = extra == "." || misdirected(Some(appended.as_bytes()), &n);
+        prop_assert!(refused, "{} passed for {}", appended, n);
+        let prepended = format!("{extra}{n}");
+        let refused = misdirected(Some(prepended.as_bytes()), &n);
+        prop_assert!(refused, "{} passed for {}", prepended, n);
+    }
+
+    /// Any SNI bytes against any authority: an answer, never a panic, and
+    /// no SNI is never misdirected.
+    #[test]
+    fn any_sni_against_any_authority(sni in prop::collection::vec(any::<u8>(), 0..300), raw in authority_like()) {
+        if let Ok(Authority::Name(host) | Authority::IpLiteral(host)) = normalize(raw.into_bytes()) {
+            let _ = misdirected(Some(&sni), &host);
+            prop_assert!(!misdirected(None, &host));
+            prop_assert!(!misdirected(Some(b""), &host));
+        }
+    }
+}
+
+// --- the redirect to HTTPS (308) ---------------------------------------------
+
+proptest! {
+    #![proptest_config(config(512))]
+
+    /// Any `:path` bytes: no redirect, or one to the same host over HTTPS
+    /// whose location is one clean header line that gives back the path
+    /// once its percent-encoded bytes are read back (only bytes outside
+    /// visible ASCII are encoded, and `%` itself is kept).
+    #[test]
+    fn the_location_is_the_path_on_https(
+        n in name(),
+        start in prop::sample::select(vec!["", "/", "/", "/.well-known/acme-challenge", "/.Well-Known/ACME-challenge/", "*"]),
+        tail in prop::collection::vec(any::<u8>(), 0..300),
+    ) {
+        let path = [start.as_bytes(), &tail].concat();
+        let acme = path.to_ascii_lowercase().strip_prefix(b"/.well-known/acme-challenge".as_slice())
+            .is_some_and(|rest| matches!(rest.first(), None | Some(b'/' | b'?')));
+        let Some(loc) = https_location(&n, &path) else {
+            prop_assert!(path.first() != Some(&b'/') || acme, "{:?} not redirected", path);
+            return Ok(());
+        };
+        prop_assert!(!acme, "the ACME path {:?} redirected", path);
+        let prefix = format!("https://{n}/");
+        prop_assert!(loc.starts_with(&prefix), "{}", loc);
+        prop_assert!(loc.bytes().all(|b| (0x21..=0x7e).contains(&b)), "{:?}", loc);
+        let rest = &loc.as_bytes()[prefix.len() - 1..];
+        let mut back = Vec::new();
+        let mut i = 0;
+        while i < rest.len() {
+            let printable = path.get(back.len()).is_some_and(|b| (0x21..=0x7e).contains(b));
+            if !printable && rest[i] == b'%' {
+                let hex = std::str::from_utf8(&rest[i + 1..i + 3]).expect("hex");
+                back.push(u8::from_str_radix(hex, 16).expect("hex"));
+                i += 3;
+            } else {
+                back.push(rest[i]);
+                i += 1;
+            }
+        }
+        prop_assert_eq!(back, path);
     }
 }
 
@@ -245,8 +333,17 @@ fn field_value() -> impl Strategy<Value = Value> {
     ]
 }
 
-const FIELDS: [&str; 8] =
-    ["host", "account", "cname_target", "target_account", "custom_hostname", "origin_resolves", "suspended", "ttl"];
+const FIELDS: [&str; 9] = [
+    "host",
+    "account",
+    "cname_target",
+    "target_account",
+    "custom_hostname",
+    "origin_resolves",
+    "suspended",
+    "ttl",
+    "https",
+];
 
 /// A record: each contract field missing, well-typed or not.
 fn record() -> impl Strategy<Value = Map<String, Value>> {
@@ -262,11 +359,12 @@ fn record() -> impl Strategy<Value = Map<String, Value>> {
         field(any::<bool>().prop_map(Value::Bool).boxed()),
         field(any::<bool>().prop_map(Value::Bool).boxed()),
         field(prop_oneof![Just(Value::Null), (0u64..100_000).prop_map(|n| json!(n))].boxed()),
+        field(any::<bool>().prop_map(Value::Bool).boxed()),
         any::<bool>(),
     )
-        .prop_map(|(a, b, c, d, e, f, g, h, extra)| {
+        .prop_map(|(a, b, c, d, e, f, g, h, i, extra)| {
             let mut m = Map::new();
-            for (k, v) in FIELDS.iter().zip([a, b, c, d, e, f, g, h]) {
+            for (k, v) in FIELDS.iter().zip([a, b, c, d, e, f, g, h, i]) {
                 if let Some(v) = v {
                     m.insert(k.to_string(), v);
                 }
@@ -323,19 +421,28 @@ fn expected(m: &Map<String, Value>) -> Result<Answer, Vec<&'static str>> {
             v.as_u64()
         }
     };
+    let https = match m.get("https") {
+        None => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => {
+            faults.push("malformed");
+            false
+        }
+    };
     if [&account, &target_account].into_iter().flatten().any(|a| !safe_account(a)) {
         faults.push("account");
     }
     if !faults.is_empty() {
         return Err(faults);
     }
-    Ok(Answer::Found(cname_guard::lookup::Record {
+    Ok(Answer::Found(cname_guard_core::lookup::Record {
         account,
         target_account,
         custom_hostname,
         origin_resolves,
         suspended,
         ttl,
+        https,
     }))
 }
 
@@ -437,7 +544,7 @@ proptest! {
     #[test]
     fn json_reads_what_serde_json_writes(v in json_value(), pretty in any::<bool>()) {
         let text = if pretty { serde_json::to_string_pretty(&v) } else { serde_json::to_string(&v) }.expect("serialize");
-        let ours = cname_guard::json::parse(text.as_bytes()).map_err(|e| TestCaseError::fail(format!("{e}: {text}")))?;
+        let ours = cname_guard_core::json::parse(text.as_bytes()).map_err(|e| TestCaseError::fail(format!("{e}: {text}")))?;
         prop_assert!(json_oracle::same(&ours, &v), "{:?} read as {:?}", text, ours);
     }
 
@@ -575,7 +682,7 @@ fn fuzz_seed_corpora_replay() {
     }
     for s in seeds("feed_answer") {
         if let Some((_, body)) = s.split_first() {
-            let _ = cname_guard::changes::parse_answer(Some("200"), body.len(), body);
+            let _ = cname_guard_core::changes::parse_answer(Some("200"), body.len(), body);
         }
         n += 1;
     }
@@ -590,7 +697,7 @@ fn fuzz_seed_corpora_replay() {
         n += 1;
     }
     for s in seeds("config") {
-        let _ = cname_guard::config::Config::parse(&s);
+        let _ = cname_guard_core::config::Config::parse(&s);
         n += 1;
     }
     let slots: Vec<_> = seeds("cache_slot");
@@ -607,7 +714,7 @@ fn fuzz_seed_corpora_replay() {
 
 mod feed {
     use super::*;
-    use cname_guard::changes::{self, Answer, Eviction, Lease, MAX_NAMES};
+    use cname_guard_core::changes::{self, Answer, Eviction, Lease, MAX_NAMES};
 
     fn feed_body(seq: u64, hosts: &[String], zones: &[String]) -> String {
         json!({"seq": seq, "hosts": hosts, "zones": zones}).to_string()

@@ -9,7 +9,7 @@
 //! Not part of `make test`:
 //! `make soak` = `SOAK_SECONDS=60 cargo test --release --test soak -- --ignored --nocapture`
 
-mod common;
+use cname_guard_testkit as common;
 
 use common::load::{self, mib, Gen, Load, Memory, Reply, Target};
 use common::*;
@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 /// `cache.max_entries` of the run.
 const MAX_ENTRIES: u64 = 10_000;
-/// README: the shared table of the default 10,000 entries costs at most ~5 MB
+/// docs/cache-and-feed.md: the shared table of the default 10,000 entries costs at most ~5 MB
 /// per Envoy, and each worker's map ~2 MB for names like these (3 MB allowed).
 const CACHE_BOUND: u64 = (5 + 3 * WORKERS as u64) * 1024 * 1024;
 const WORKERS: u32 = 2;

@@ -5,7 +5,7 @@
 
 #![no_main]
 
-use cname_guard::accept::{negotiate, Format};
+use cname_guard_core::accept::{negotiate, Format};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

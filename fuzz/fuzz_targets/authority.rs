@@ -7,7 +7,7 @@
 
 #![no_main]
 
-use cname_guard::authority::{normalize, Authority};
+use cname_guard_core::authority::{normalize, Authority};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -3,11 +3,12 @@
 //!
 //! Invariants: no panic; what decodes re-encodes to the very same bytes
 //! (the encoding is canonical), `Entry::decode` agrees with it, and the
-//! victim choice over two arbitrary slot values is always 0 or 1.
+//! victim choice over two arbitrary slot values is always 0 or 1 (or none:
+//! the newcomer is not admitted), and an own or empty slot is always taken.
 
 #![no_main]
 
-use cname_guard::cache::{choose_victim, decode_slot, Entry};
+use cname_guard_core::cache::{choose_victim, decode_slot, Entry, Worth};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -25,10 +26,14 @@ fuzz_target!(|data: &[u8]| {
     let split = data.first().map_or(0, |&b| usize::from(b)).min(data.len());
     let (a, b) = data.split_at(split);
     for now in [0, 1_700_000_000_000, u64::MAX] {
-        let (i, _) = choose_victim("custom.myclientsite.com", [Some(a), Some(b)], now);
-        assert!(i < 2);
+        let freq = data.len() as u8 % 17;
+        let worth = |h: &[u8], e: &Entry| Worth::of(e, h.len() as u8 % 17, now);
+        let candidate = Worth { live: true, frequency: freq, kind: freq % 3 };
+        if let Some((i, _)) = choose_victim("custom.myclientsite.com", [Some(a), Some(b)], candidate, worth) {
+            assert!(i < 2);
+        }
         let own = decode_slot(data).is_some_and(|(h, _)| h == b"custom.myclientsite.com");
-        let (i, evicts) = choose_victim("custom.myclientsite.com", [None, Some(data)], now);
-        assert_eq!((i, evicts), (usize::from(own), false), "its own slot, else an empty one, is taken first");
+        let chosen = choose_victim("custom.myclientsite.com", [None, Some(data)], candidate, worth);
+        assert_eq!(chosen, Some((usize::from(own), false)), "its own slot, else an empty one, is taken first");
     }
 });

@@ -1,12 +1,12 @@
 //! `config::Config::parse` over any plugin configuration.
 //!
 //! Invariants: no panic; an accepted configuration is within every range
-//! the README documents; a refusal names a key and displays.
+//! docs/configuration.md documents; a refusal names a key and displays.
 
 #![no_main]
 
-use cname_guard::config::Config;
-use cname_guard::verdict::ErrorCode;
+use cname_guard_core::config::Config;
+use cname_guard_core::verdict::ErrorCode;
 use libfuzzer_sys::fuzz_target;
 
 fn token(s: &str) -> bool {

@@ -8,7 +8,7 @@
 
 #![no_main]
 
-use cname_guard::changes::{canonical, parse_answer, Answer, Eviction, FeedError, MAX_BODY, MAX_NAMES};
+use cname_guard_core::changes::{canonical, parse_answer, Answer, Eviction, FeedError, MAX_BODY, MAX_NAMES};
 use libfuzzer_sys::fuzz_target;
 
 const STATUSES: [Option<&str>; 6] = [Some("200"), Some("200"), Some("404"), Some("500"), Some("x"), None];

@@ -5,7 +5,7 @@
 
 #![no_main]
 
-use cname_guard::json::Value as J;
+use cname_guard_core::json::Value as J;
 use libfuzzer_sys::fuzz_target;
 
 #[path = "../../tests/oracle/json.rs"]

@@ -6,7 +6,7 @@
 
 #![no_main]
 
-use cname_guard::coalesce::{step, Lock, Step, MAX_WAITERS};
+use cname_guard_core::coalesce::{step, Lock, Step, MAX_WAITERS};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -8,7 +8,7 @@
 
 #![no_main]
 
-use cname_guard::lookup::{parse_answer, safe_account, Answer, LookupError, MAX_BODY};
+use cname_guard_core::lookup::{parse_answer, safe_account, Answer, LookupError, MAX_BODY};
 use libfuzzer_sys::fuzz_target;
 
 const ASKED: &str = "custom.myclientsite.com";

@@ -2,6 +2,7 @@
 //! `/healthz`, `/readyz`, `/ext_authz*`, and with a store `/v1/changes`
 //! (the change feed, contract v1.1).
 
+use crate::certs;
 use crate::dns;
 use crate::ext_authz;
 use crate::feed::{self, Feed, Wire};
@@ -31,6 +32,12 @@ impl<D: Dns> Handler for LookupApi<D> {
             return ext_authz::check(&self.ownerships, &req, self.quiet).await;
         }
         let read_only = matches!(*req.method(), Method::GET | Method::HEAD);
+        if let Some(token) = path.strip_prefix(certs::CHALLENGE_PREFIX) {
+            if !read_only {
+                return http::method_not_allowed("GET, HEAD");
+            }
+            return certs::challenge::answer(&self.ownerships.store, &req, token).await;
+        }
         match path {
             OWNERSHIP_PATH if read_only => self.ownership(&req).await,
             "/healthz" if read_only => http::text(StatusCode::OK, "ok\n"),

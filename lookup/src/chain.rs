@@ -61,7 +61,7 @@ pub async fn follow(dns: &impl Dns, host: &str) -> Result<Chain, DnsError> {
                 ttl = ttl.min(t);
                 break End::NoAddress;
             }
-            no_cname @ (Reply::NoData { .. } | Reply::Addresses { .. } | Reply::Txt { .. }) => {
+            no_cname @ (Reply::NoData { .. } | Reply::Addresses { .. } | Reply::Txt { .. } | Reply::Caa { .. }) => {
                 let (end, t) = addresses(dns, current).await?;
                 ttl = ttl.min(t);
                 // Addresses rule out a CNAME at the same name; without them,

@@ -38,6 +38,9 @@ pub enum Command {
     /// Account API tokens (operator).
     #[command(subcommand)]
     Tokens(TokensCmd),
+    /// Custom hostnames' certificates.
+    #[command(subcommand)]
+    Certificates(CertificatesCmd),
     /// Why a host gets the verdict it gets (GET /v1/diagnose).
     Diagnose {
         host: String,
@@ -70,10 +73,18 @@ pub struct ServeArgs {
     /// A registry JSON file imported at start (idempotent).
     #[arg(long, value_name = "FILE")]
     pub import: Option<PathBuf>,
+    /// Audit entries older than this are deleted in the background, by every replica; `off` (or 0) keeps them all.
+    #[arg(long = "audit-retention", env = "CNAME_GUARD_AUDIT_RETENTION", default_value = "90d",
+          value_parser = parse_retention, value_name = "DURATION")]
+    pub audit_retention: Retention,
     #[command(flatten)]
     pub dns: DnsArgs,
     #[command(flatten)]
     pub verifier: VerifierArgs,
+    #[command(flatten)]
+    pub acme: AcmeArgs,
+    #[command(flatten)]
+    pub xds: XdsArgs,
     /// No log line per request.
     #[arg(long, env = "CNAME_GUARD_QUIET", value_parser = clap::builder::FalseyValueParser::new())]
     pub quiet: bool,
@@ -126,6 +137,106 @@ pub struct VerifierArgs {
     pub tick: Duration,
 }
 
+/// On-demand SDS for Envoy (issue 24); off without `--xds-listen`.
+#[derive(Debug, Args)]
+pub struct XdsArgs {
+    /// IP:PORT of the delta ADS (gRPC) listener that serves certificates to Envoy. Prints `xds listening on IP:PORT`. Needs --kek-file, and --xds-token-file or --xds-client-ca.
+    #[arg(long = "xds-listen", env = "CNAME_GUARD_XDS_LISTEN", value_name = "ADDR")]
+    pub xds_listen: Option<SocketAddr>,
+    /// The token an Envoy must carry in `node.metadata.cname_guard_token` to receive private keys (at least 16 characters).
+    #[arg(long = "xds-token-file", env = "CNAME_GUARD_XDS_TOKEN_FILE", value_name = "FILE")]
+    pub xds_token_file: Option<PathBuf>,
+    /// PEM certificate chain of the SDS listener: with --xds-tls-key, Envoy connects over TLS.
+    #[arg(long = "xds-tls-cert", env = "CNAME_GUARD_XDS_TLS_CERT", value_name = "FILE", requires = "xds_tls_key")]
+    pub xds_tls_cert: Option<PathBuf>,
+    /// PEM private key of the SDS listener's certificate.
+    #[arg(long = "xds-tls-key", env = "CNAME_GUARD_XDS_TLS_KEY", value_name = "FILE", requires = "xds_tls_cert")]
+    pub xds_tls_key: Option<PathBuf>,
+    /// PEM CA that Envoys' client certificates must chain to (mutual TLS); a connection without one is refused in the handshake. Needs --xds-tls-cert.
+    #[arg(long = "xds-client-ca", env = "CNAME_GUARD_XDS_CLIENT_CA", value_name = "FILE", requires = "xds_tls_cert")]
+    pub xds_client_ca: Option<PathBuf>,
+    /// Secrets one Envoy holds at most; the least recently requested are removed past it (Envoy 1.40 never evicts them itself).
+    #[arg(long = "xds-max-secrets-per-node", env = "CNAME_GUARD_XDS_MAX_SECRETS_PER_NODE", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..=10_000_000), value_name = "N")]
+    pub max_secrets_per_node: u64,
+    /// How often the change feed is read for certificates to push.
+    #[arg(long = "xds-poll", env = "CNAME_GUARD_XDS_POLL", default_value = "500ms", value_parser = parse_duration, value_name = "DURATION")]
+    pub xds_poll: Duration,
+}
+
+/// Certificates by ACME (issue 21); off without `--acme-directory`.
+#[derive(Debug, Args)]
+pub struct AcmeArgs {
+    /// The ACME directory URL (e.g. https://acme-v02.api.letsencrypt.org/directory). Needs --kek-file.
+    #[arg(long = "acme-directory", env = "CNAME_GUARD_ACME_DIRECTORY", value_name = "URL")]
+    pub directory: Option<String>,
+    /// An email address for the ACME account, repeatable.
+    #[arg(long = "acme-contact", env = "CNAME_GUARD_ACME_CONTACT", value_delimiter = ',', value_name = "EMAIL")]
+    pub contacts: Vec<String>,
+    /// External account binding: a file holding the key id and the base64url HMAC key, separated by whitespace.
+    #[arg(long = "acme-eab-file", env = "CNAME_GUARD_ACME_EAB_FILE", value_name = "FILE")]
+    pub eab_file: Option<PathBuf>,
+    /// Trust this PEM root for the directory's TLS (a private CA) instead of the system's roots.
+    #[arg(long = "acme-ca-root", env = "CNAME_GUARD_ACME_CA_ROOT", value_name = "FILE")]
+    pub ca_root: Option<PathBuf>,
+    /// The CA's CAA issuer domain (e.g. letsencrypt.org), repeatable; without it CAA is left to the CA.
+    #[arg(
+        long = "acme-caa-identity",
+        env = "CNAME_GUARD_ACME_CAA_IDENTITY",
+        value_delimiter = ',',
+        value_name = "DOMAIN"
+    )]
+    pub caa_identities: Vec<String>,
+    /// The key-encryption key: a file of 64 hex digits (`openssl rand -hex 32`). Never in the database.
+    #[arg(long = "kek-file", env = "CNAME_GUARD_KEK_FILE", value_name = "FILE")]
+    pub kek_file: Option<PathBuf>,
+    /// Time between the issuer's rounds.
+    #[arg(long = "acme-tick", env = "CNAME_GUARD_ACME_TICK", default_value = "1s", value_parser = parse_duration, value_name = "DURATION")]
+    pub acme_tick: Duration,
+    /// Orders this replica works on at once.
+    #[arg(long = "acme-concurrency", env = "CNAME_GUARD_ACME_CONCURRENCY", default_value_t = 4,
+          value_parser = clap::value_parser!(u32).range(1..=256), value_name = "N")]
+    pub concurrency: u32,
+    /// How long a replica holds a hostname it orders for; a replica that dies
+    /// mid-order is taken over after this.
+    #[arg(long = "acme-lease", env = "CNAME_GUARD_ACME_LEASE", default_value = "5m", value_parser = parse_duration, value_name = "DURATION")]
+    pub lease: Duration,
+    /// The CA's validation, and then its issuance, each awaited this long per attempt.
+    #[arg(long = "acme-poll-timeout", env = "CNAME_GUARD_ACME_POLL_TIMEOUT", default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
+    pub poll_timeout: Duration,
+    /// First retry after a failed attempt; doubled per failure.
+    #[arg(long = "acme-retry-min", env = "CNAME_GUARD_ACME_RETRY_MIN", default_value = "1m", value_parser = parse_duration, value_name = "DURATION")]
+    pub retry_min: Duration,
+    /// The longest wait between attempts.
+    #[arg(long = "acme-retry-max", env = "CNAME_GUARD_ACME_RETRY_MAX", default_value = "6h", value_parser = parse_duration, value_name = "DURATION")]
+    pub retry_max: Duration,
+    /// Failing this long without a certificate: validation_timed_out or issuance_timed_out.
+    #[arg(long = "acme-give-up", env = "CNAME_GUARD_ACME_GIVE_UP", default_value = "7d", value_parser = parse_duration, value_name = "DURATION")]
+    pub give_up_after: Duration,
+    /// New orders an hour, all accounts together (per replica).
+    #[arg(long = "acme-orders-per-hour", env = "CNAME_GUARD_ACME_ORDERS_PER_HOUR", default_value_t = 100,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000), value_name = "N")]
+    pub orders_per_hour: u32,
+    /// Delegated DNS-01: the platform's DCV zone, where `_acme-challenge.<hostname>` CNAMEs point (`<hostname>.<zone>`).
+    #[arg(long = "dcv-zone", env = "CNAME_GUARD_DCV_ZONE", value_name = "ZONE", requires_all = ["dcv_server", "dcv_tsig_key_file"])]
+    pub dcv_zone: Option<String>,
+    /// The primary nameserver of the DCV zone, which takes RFC 2136 updates.
+    #[arg(long = "dcv-server", env = "CNAME_GUARD_DCV_SERVER", value_name = "IP:PORT", requires = "dcv_zone")]
+    pub dcv_server: Option<SocketAddr>,
+    /// The TSIG key for those updates, as `tsig-keygen` prints it.
+    #[arg(
+        long = "dcv-tsig-key-file",
+        env = "CNAME_GUARD_DCV_TSIG_KEY_FILE",
+        value_name = "FILE",
+        requires = "dcv_zone"
+    )]
+    pub dcv_tsig_key_file: Option<PathBuf>,
+    /// New orders an hour for one account (per replica).
+    #[arg(long = "acme-account-orders-per-hour", env = "CNAME_GUARD_ACME_ACCOUNT_ORDERS_PER_HOUR", default_value_t = 30,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000), value_name = "N")]
+    pub account_orders_per_hour: u32,
+}
+
 #[derive(Debug, Args)]
 pub struct ImportArgs {
     pub file: PathBuf,
@@ -149,6 +260,9 @@ pub enum HostnamesCmd {
     Add {
         account: String,
         hostname: String,
+        /// Domain control validation for its certificate: `http` (HTTP-01 at the edge) or `txt` (delegated DNS-01).
+        #[arg(long, value_name = "METHOD")]
+        ssl_method: Option<String>,
         #[command(flatten)]
         api: ApiArgs,
     },
@@ -159,10 +273,16 @@ pub enum HostnamesCmd {
         hostname: Option<String>,
         #[arg(long)]
         status: Option<String>,
-        #[arg(long)]
+        #[arg(long, conflicts_with = "cursor")]
         page: Option<u32>,
         #[arg(long)]
         per_page: Option<u32>,
+        /// `asc` or `desc`, by hostname.
+        #[arg(long, value_parser = ["asc", "desc"])]
+        direction: Option<String>,
+        /// The page after this one (`result_info.cursors.after` of the last answer).
+        #[arg(long)]
+        cursor: Option<String>,
         #[command(flatten)]
         api: ApiArgs,
     },
@@ -190,6 +310,25 @@ pub enum HostnamesCmd {
         account: String,
         id: String,
         status: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CertificatesCmd {
+    /// Renew now (or retry after a timeout): the issuer orders at once.
+    Renew {
+        account: String,
+        id: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Change the validation method (`http` or `txt`).
+    SetMethod {
+        account: String,
+        id: String,
+        method: String,
         #[command(flatten)]
         api: ApiArgs,
     },
@@ -254,6 +393,29 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{s:?} is not a duration like 30s, 5m or 7d: {e}"))
 }
 
+/// `--audit-retention`: how long audit entries are kept; `None` is forever.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention(pub Option<Duration>);
+
+/// The shortest retention but `off`: a shorter one is more likely a slip
+/// (`90s` for `90d`) than a wish to lose the audit log.
+pub const MIN_RETENTION: Duration = Duration::from_secs(3600);
+
+/// `off` or `0`: keep everything; else a duration of at least an hour.
+pub fn parse_retention(s: &str) -> Result<Retention, String> {
+    if s == "off" {
+        return Ok(Retention(None));
+    }
+    let keep = parse_duration(s)?;
+    if keep.is_zero() {
+        return Ok(Retention(None));
+    }
+    if keep < MIN_RETENTION {
+        return Err(format!("{s:?}: keep the audit log at least 1h, or say off"));
+    }
+    Ok(Retention(Some(keep)))
+}
+
 /// `AGE=EVERY`: pending hostnames younger than AGE are checked every EVERY.
 pub fn parse_step(s: &str) -> Result<(Duration, Duration), String> {
     let (age, every) = s.split_once('=').ok_or_else(|| format!("{s:?} is not AGE=EVERY (like 10m=1m)"))?;
@@ -291,6 +453,13 @@ mod tests {
         assert_eq!(s.dns.servers.len(), 2);
         assert_eq!(s.verifier.pending_backoff[1], (Duration::from_secs(3600), Duration::from_secs(60)));
         assert_eq!(s.verifier.pending_timeout, Duration::from_secs(7 * 86_400));
+        assert_eq!(s.audit_retention, Retention(Some(Duration::from_secs(90 * 86_400))));
+        for (value, keep) in [("off", None), ("0", None), ("0s", None), ("30d", Some(30 * 86_400)), ("1h", Some(3600))]
+        {
+            let cli = Cli::try_parse_from(["x", "serve", "--audit-retention", value]).expect("valid");
+            let Command::Serve(s) = cli.command else { panic!("not serve") };
+            assert_eq!(s.audit_retention, Retention(keep.map(Duration::from_secs)), "{value}");
+        }
     }
 
     #[test]
@@ -300,6 +469,8 @@ mod tests {
             (&["x", "serve", "--dns-attempts", "0"][..], "--dns-attempts"),
             (&["x", "serve", "--verify-recheck", "soon"][..], "--verify-recheck"),
             (&["x", "serve", "--verify-pending-backoff", "1m"][..], "--verify-pending-backoff"),
+            (&["x", "serve", "--audit-retention", "90"][..], "--audit-retention"),
+            (&["x", "serve", "--audit-retention", "10m"][..], "--audit-retention"),
         ] {
             let e = Cli::try_parse_from(argv).expect_err("invalid");
             assert!(e.to_string().contains(flag), "{argv:?}: {e}");

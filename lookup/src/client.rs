@@ -1,7 +1,7 @@
 //! The management API's client commands: one HTTP request each, the JSON
 //! answer printed, the API's error messages on failure.
 
-use crate::cli::{AccountsCmd, ApiArgs, HostnamesCmd, TokensCmd, ZonesCmd};
+use crate::cli::{AccountsCmd, ApiArgs, CertificatesCmd, HostnamesCmd, TokensCmd, ZonesCmd};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request, StatusCode};
@@ -71,15 +71,21 @@ impl HostnamesCmd {
     pub fn call(&self) -> (Call, &ApiArgs) {
         let base = |account: &str| format!("/v1/accounts/{}/custom_hostnames", seg(account));
         match self {
-            HostnamesCmd::Add { account, hostname, api } => {
-                (call(Method::POST, base(account), Some(json!({ "hostname": hostname }))), api)
+            HostnamesCmd::Add { account, hostname, ssl_method, api } => {
+                let mut body = json!({ "hostname": hostname });
+                if let Some(m) = ssl_method {
+                    body["ssl"] = json!({ "method": m });
+                }
+                (call(Method::POST, base(account), Some(body)), api)
             }
-            HostnamesCmd::List { account, hostname, status, page, per_page, api } => {
+            HostnamesCmd::List { account, hostname, status, page, per_page, direction, cursor, api } => {
                 let q = query(&[
                     ("hostname", hostname.clone()),
                     ("status", status.clone()),
                     ("page", page.map(|p| p.to_string())),
                     ("per_page", per_page.map(|p| p.to_string())),
+                    ("direction", direction.clone()),
+                    ("cursor", cursor.clone()),
                 ]);
                 (call(Method::GET, format!("{}{q}", base(account)), None), api)
             }
@@ -94,6 +100,20 @@ impl HostnamesCmd {
             }
             HostnamesCmd::SetStatus { account, id, status, api } => {
                 (call(Method::PATCH, format!("{}/{}", base(account), seg(id)), Some(json!({ "status": status }))), api)
+            }
+        }
+    }
+}
+
+impl CertificatesCmd {
+    pub fn call(&self) -> (Call, &ApiArgs) {
+        let one = |account: &str, id: &str| format!("/v1/accounts/{}/custom_hostnames/{}", seg(account), seg(id));
+        match self {
+            CertificatesCmd::Renew { account, id, api } => {
+                (call(Method::POST, format!("{}/ssl/retry", one(account, id)), None), api)
+            }
+            CertificatesCmd::SetMethod { account, id, method, api } => {
+                (call(Method::PATCH, one(account, id), Some(json!({ "ssl": { "method": method } }))), api)
             }
         }
     }
@@ -215,6 +235,8 @@ mod tests {
             status: Some("pending".into()),
             page: Some(2),
             per_page: None,
+            direction: None,
+            cursor: None,
             api: ApiArgs { api: String::new(), token_file: None },
         }
         .call();

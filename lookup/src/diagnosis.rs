@@ -112,7 +112,7 @@ fn steps(f: &Facts, verdict: &Verdict) -> Vec<String> {
         }
     }
     steps.push(match verdict {
-        Verdict::Allow(account) => format!("verdict: allowed, served by {account}"),
+        Verdict::Allow { account, .. } => format!("verdict: allowed, served by {account}"),
         Verdict::Deny(code) => format!("verdict: {} {}", code.number(), code.name()),
     });
     steps
@@ -122,7 +122,7 @@ fn next_action(f: &Facts, verdict: &Verdict) -> String {
     let host = f.host;
     let ch = f.custom_hostname;
     let code = match verdict {
-        Verdict::Allow(account) => return format!("nothing: {host} is served by {account}"),
+        Verdict::Allow { account, .. } => return format!("nothing: {host} is served by {account}"),
         Verdict::Deny(code) => *code,
     };
     let blocked = |h: &CustomHostname| {
@@ -216,6 +216,7 @@ mod tests {
             origin_resolves: resolves,
             suspended: false,
             ttl: 60,
+            https: false,
         })
     }
 
@@ -230,6 +231,7 @@ mod tests {
             created_at: 0,
             updated_at: 0,
             last_checked_at: None,
+            ssl: Default::default(),
         }
     }
 
@@ -260,7 +262,7 @@ mod tests {
 
         let active = hostname("acct-saas", Status::Active);
         let d = run(&into_saas, &found(None, Some("acct-saas"), Some("active"), true), Some(&active));
-        assert_eq!(d.verdict, Verdict::Allow("acct-saas".into()));
+        assert_eq!(d.verdict, Verdict::Allow { account: "acct-saas".into(), https: false });
         assert_eq!(d.steps.last().map(String::as_str), Some("verdict: allowed, served by acct-saas"));
     }
 }

@@ -1,79 +1,64 @@
-//! DNS answers kept by their TTL in a bounded map, with identical questions
+//! DNS answers kept by their TTL in a bounded cache, with identical questions
 //! in flight coalesced onto one. Failures are never kept.
+//!
+//! `moka` decides what stays when the cache is full: TinyLFU admission, so a
+//! scan of names asked once does not push out the names every chain shares
+//! (the platform's edge names), and no insert walks the whole map.
 
 use crate::resolve::{Dns, DnsError, Reply, Rtype};
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use moka::future::Cache;
+use moka::Expiry;
 use std::time::{Duration, Instant};
-use tokio::sync::OnceCell;
 
 type Key = (String, Rtype);
-type Flight = Arc<OnceCell<Result<Reply, DnsError>>>;
 
 pub const DEFAULT_MAX_ENTRIES: usize = 10_000;
 
 pub struct CachedDns<D> {
     inner: D,
-    max_entries: usize,
     /// TTLs above this are cut to it (`--max-ttl`).
     max_ttl: u32,
-    state: Mutex<State>,
+    answers: Cache<Key, Answer>,
 }
 
-#[derive(Default)]
-struct State {
-    answers: HashMap<Key, (Reply, Instant)>,
-    flights: HashMap<Key, Flight>,
+/// A reply and when it expires: a cached reply reads with the TTL it has left.
+#[derive(Clone)]
+struct Answer {
+    reply: Reply,
+    expires: Instant,
+}
+
+/// Each answer lives as long as its (capped) TTL; TTL 0 is not kept.
+struct UntilExpiry;
+
+impl Expiry<Key, Answer> for UntilExpiry {
+    fn expire_after_create(&self, _key: &Key, answer: &Answer, created_at: Instant) -> Option<Duration> {
+        Some(answer.expires.saturating_duration_since(created_at))
+    }
 }
 
 impl<D: Dns> CachedDns<D> {
     pub fn new(inner: D, max_entries: usize, max_ttl: u32) -> CachedDns<D> {
-        CachedDns { inner, max_entries, max_ttl, state: Mutex::new(State::default()) }
+        let answers = Cache::builder().max_capacity(max_entries as u64).expire_after(UntilExpiry).build();
+        CachedDns { inner, max_ttl, answers }
     }
 
     pub fn inner(&self) -> &D {
         &self.inner
     }
 
-    pub fn len(&self) -> usize {
-        self.lock().answers.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    fn lock(&self) -> MutexGuard<'_, State> {
-        // Nothing panics while holding the lock; a poisoned map is still whole.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn store(&self, key: Key, reply: &Reply) {
-        let ttl = reply.ttl().min(self.max_ttl);
-        if ttl == 0 || self.max_entries == 0 {
-            return;
-        }
-        let now = Instant::now();
-        let mut state = self.lock();
-        if state.answers.len() >= self.max_entries && !state.answers.contains_key(&key) {
-            state.answers.retain(|_, (_, expires)| *expires > now);
-            if state.answers.len() >= self.max_entries {
-                // Still full of live answers: drop one (the map's bound wins).
-                if let Some(victim) = state.answers.keys().next().cloned() {
-                    state.answers.remove(&victim);
-                }
-            }
-        }
-        state.answers.insert(key, (reply.clone(), now + Duration::from_secs(u64::from(ttl))));
+    /// Answers held (after the cache's pending evictions have run).
+    pub async fn len(&self) -> u64 {
+        self.answers.run_pending_tasks().await;
+        self.answers.entry_count()
     }
 }
 
 /// A cached reply with its TTL counted down to what is left.
-fn remaining(reply: &Reply, expires: Instant, now: Instant) -> Reply {
+fn remaining(answer: &Answer, now: Instant) -> Reply {
     // Rounded up: a live answer never reads as TTL 0.
-    let left = expires.saturating_duration_since(now).as_millis().div_ceil(1000);
-    let left = u32::try_from(left).unwrap_or(u32::MAX);
-    with_ttl(reply, left)
+    let left = answer.expires.saturating_duration_since(now).as_millis().div_ceil(1000);
+    with_ttl(&answer.reply, u32::try_from(left).unwrap_or(u32::MAX))
 }
 
 fn with_ttl(reply: &Reply, ttl: u32) -> Reply {
@@ -81,6 +66,7 @@ fn with_ttl(reply: &Reply, ttl: u32) -> Reply {
         Reply::Cname { target, .. } => Reply::Cname { target, ttl },
         Reply::Addresses { .. } => Reply::Addresses { ttl },
         Reply::Txt { texts, .. } => Reply::Txt { texts, ttl },
+        Reply::Caa { issue, critical_unknown, .. } => Reply::Caa { issue, critical_unknown, ttl },
         Reply::NoData { .. } => Reply::NoData { ttl },
         Reply::NxDomain { .. } => Reply::NxDomain { ttl },
     }
@@ -88,31 +74,18 @@ fn with_ttl(reply: &Reply, ttl: u32) -> Reply {
 
 impl<D: Dns> Dns for CachedDns<D> {
     async fn query(&self, name: &str, rtype: Rtype) -> Result<Reply, DnsError> {
-        let key = (name.to_string(), rtype);
-        let flight = {
-            let now = Instant::now();
-            let mut state = self.lock();
-            if let Some((reply, expires)) = state.answers.get(&key) {
-                if *expires > now {
-                    return Ok(remaining(reply, *expires, now));
-                }
-                state.answers.remove(&key);
-            }
-            state.flights.entry(key.clone()).or_default().clone()
-        };
-        // The first caller asks; the others wait on its answer. If the first
-        // is cancelled, a waiter asks instead.
-        let result = flight
-            .get_or_init(|| async {
-                let result = self.inner.query(name, rtype).await.map(|reply| {
-                    self.store(key.clone(), &reply);
-                    with_ttl(&reply, reply.ttl().min(self.max_ttl))
-                });
-                self.lock().flights.remove(&key);
-                result
+        // The first caller asks; the others wait on its answer (if the first
+        // is cancelled, a waiter asks instead). An error is not kept.
+        let answer = self
+            .answers
+            .try_get_with((name.to_string(), rtype), async {
+                let reply = self.inner.query(name, rtype).await?;
+                let ttl = reply.ttl().min(self.max_ttl);
+                Ok::<_, DnsError>(Answer { expires: Instant::now() + Duration::from_secs(u64::from(ttl)), reply })
             })
-            .await;
-        result.clone()
+            .await
+            .map_err(|e| (*e).clone())?;
+        Ok(remaining(&answer, Instant::now()))
     }
 }
 
@@ -121,6 +94,7 @@ mod tests {
     use super::*;
     use crate::chain::fake::{block, Zone};
     use std::sync::atomic::Ordering;
+    use std::sync::Arc;
 
     #[test]
     fn answers_are_kept_by_ttl_and_capped() {
@@ -144,7 +118,7 @@ mod tests {
             assert!(cache.query("b.example", Rtype::A).await.is_err());
         });
         assert_eq!(cache.inner().queries.load(Ordering::SeqCst), 2);
-        assert!(cache.is_empty());
+        assert_eq!(block(cache.len()), 0);
     }
 
     #[test]
@@ -157,9 +131,29 @@ mod tests {
         block(async {
             for i in 0..50 {
                 cache.query(&format!("h{i}.example"), Rtype::A).await.expect("answer");
-                assert!(cache.len() <= 10);
+                assert!(cache.len().await <= 10);
             }
         });
+    }
+
+    /// The names every chain shares stay while a scan of names asked once
+    /// goes through a full cache.
+    #[test]
+    fn a_scan_does_not_push_out_the_names_in_use() {
+        let mut zone = Zone::default().a("edge.example", 300);
+        for i in 0..2_000 {
+            zone = zone.a(&format!("scan{i}.example"), 300);
+        }
+        let cache = CachedDns::new(zone, 100, 300);
+        block(async {
+            for i in 0..2_000 {
+                cache.query("edge.example", Rtype::A).await.expect("answer");
+                cache.query(&format!("scan{i}.example"), Rtype::A).await.expect("answer");
+            }
+            assert!(cache.len().await <= 100);
+        });
+        // Once for edge.example, once for each scanned name.
+        assert_eq!(cache.inner().queries.load(Ordering::SeqCst), 1 + 2_000);
     }
 
     /// DNS that answers after a pause, so questions overlap.

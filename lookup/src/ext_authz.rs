@@ -44,7 +44,7 @@ pub async fn check<B, D: Dns>(ownerships: &Ownerships<D>, req: &Request<B>, quie
     };
     if !quiet {
         let outcome = match &verdict {
-            Verdict::Allow(account) => format!("allow account={account}"),
+            Verdict::Allow { account, .. } => format!("allow account={account}"),
             Verdict::Deny(d) => format!("deny error={}", d.number()),
         };
         crate::info!("ext_authz host={shown} {outcome}{}", crate::api::request_id(req));
@@ -54,7 +54,7 @@ pub async fn check<B, D: Dns>(ownerships: &Ownerships<D>, req: &Request<B>, quie
 
 pub fn respond(verdict: &Verdict) -> Response<Body> {
     match verdict {
-        Verdict::Allow(account) => match HeaderValue::from_str(account) {
+        Verdict::Allow { account, .. } => match HeaderValue::from_str(account) {
             Ok(value) => {
                 let mut r = http::with_type(StatusCode::OK, http::TEXT, "");
                 r.headers_mut().insert(ACCOUNT_HEADER, value);

@@ -104,7 +104,7 @@ impl Feed {
     pub async fn changes(&self, query: Query) -> Result<Changes, StoreError> {
         let Some(since) = query.since else {
             let head = self.store.feed_head().await?;
-            return Ok(Changes::Page { seq: head.seq, hosts: Vec::new(), zones: Vec::new() });
+            return Ok(Changes::Page { seq: head.seq, hosts: Vec::new(), zones: Vec::new(), certs: Vec::new() });
         };
         let first = self.store.changes_since(since).await?;
         if !first.is_empty() || query.wait.is_zero() || *self.closing.borrow() {
@@ -173,14 +173,24 @@ async fn poll(store: Store, config: FeedConfig) {
 #[derive(Serialize)]
 #[serde(untagged)]
 pub enum Wire<'a> {
-    Page { seq: u64, hosts: &'a [String], zones: &'a [String] },
-    Reset { seq: u64, reset: bool },
+    Page {
+        seq: u64,
+        hosts: &'a [String],
+        zones: &'a [String],
+        /// Absent when empty: the answers of v1.1 stay byte for byte.
+        #[serde(skip_serializing_if = "<[String]>::is_empty")]
+        certificates: &'a [String],
+    },
+    Reset {
+        seq: u64,
+        reset: bool,
+    },
 }
 
 impl<'a> From<&'a Changes> for Wire<'a> {
     fn from(c: &'a Changes) -> Wire<'a> {
         match c {
-            Changes::Page { seq, hosts, zones } => Wire::Page { seq: *seq, hosts, zones },
+            Changes::Page { seq, hosts, zones, certs } => Wire::Page { seq: *seq, hosts, zones, certificates: certs },
             Changes::Reset { seq } => Wire::Reset { seq: *seq, reset: true },
         }
     }
@@ -219,7 +229,7 @@ mod tests {
 
     #[test]
     fn wire() {
-        let page = Changes::Page { seq: 7, hosts: vec!["a.example".into()], zones: vec![] };
+        let page = Changes::Page { seq: 7, hosts: vec!["a.example".into()], zones: vec![], certs: vec![] };
         assert_eq!(serde_json::to_string(&Wire::from(&page)).unwrap(), r#"{"seq":7,"hosts":["a.example"],"zones":[]}"#);
         let reset = Changes::Reset { seq: 9 };
         assert_eq!(serde_json::to_string(&Wire::from(&reset)).unwrap(), r#"{"seq":9,"reset":true}"#);

@@ -25,6 +25,12 @@ pub mod verdict;
 pub mod admin;
 pub mod diagnosis;
 pub mod probe;
+pub mod retention;
+pub mod store;
 pub mod verification;
 pub mod verifier;
-pub mod store;
+
+// Issue 21: certificates.
+pub mod certs;
+// Issue 24: on-demand SDS for Envoy.
+pub mod xds;

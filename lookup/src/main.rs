@@ -45,6 +45,7 @@ fn main() -> ExitCode {
         Command::Accounts(cmd) => api_call(&runtime, cmd.call()),
         Command::Zones(cmd) => api_call(&runtime, cmd.call()),
         Command::Tokens(cmd) => api_call(&runtime, cmd.call()),
+        Command::Certificates(cmd) => api_call(&runtime, cmd.call()),
         Command::Diagnose { host, api } => api_call(&runtime, (client::diagnose(&host), &api)),
     }
 }

@@ -8,7 +8,7 @@
 use crate::chain::Chain;
 use crate::dns;
 use serde::Serialize;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 
 // --- the model ----------------------------------------------------------------
@@ -19,6 +19,8 @@ pub struct Registry {
     suspended: HashMap<String, bool>,
     zones: HashMap<String, String>,
     custom_hostnames: HashMap<String, HashMap<String, String>>,
+    /// Custom hostnames with a certificate in service.
+    certified: HashSet<String>,
 }
 
 /// Sizes of a registry, for the reload log line.
@@ -46,6 +48,11 @@ pub struct Ownership {
     pub origin_resolves: bool,
     pub suspended: bool,
     pub ttl: u32,
+    /// The custom hostname is `active` with a certificate in service.
+    /// Written only when true, so answers without one are byte for byte
+    /// those of before the field existed.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub https: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,6 +78,11 @@ impl Registry {
     /// `account` holds `host` with `status` (contract v1's `custom_hostname`).
     pub fn add_custom_hostname(&mut self, account: &str, host: &str, status: &str) {
         self.custom_hostnames.entry(account.to_string()).or_default().insert(host.to_string(), status.to_string());
+    }
+
+    /// `host`, a custom hostname, has a certificate in service.
+    pub fn add_certificate(&mut self, host: &str) {
+        self.certified.insert(host.to_string());
     }
 
     pub fn counts(&self) -> Counts {
@@ -115,6 +127,7 @@ impl Registry {
             origin_resolves: chain.resolves(),
             suspended,
             ttl: chain.ttl.min(max_ttl),
+            https: custom_hostname.is_some_and(|s| s == "active") && self.certified.contains(host),
         })
     }
 }

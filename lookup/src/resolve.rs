@@ -4,6 +4,7 @@
 use hickory_resolver::config::{NameServerConfigGroup, ResolveHosts, ResolverConfig, ResolverOpts};
 use hickory_resolver::name_server::TokioConnectionProvider;
 use hickory_resolver::proto::op::ResponseCode;
+use hickory_resolver::proto::rr::rdata::caa::Property;
 use hickory_resolver::proto::rr::{RData, RecordType};
 use hickory_resolver::proto::ProtoErrorKind;
 use hickory_resolver::{Name, ResolveError, TokioResolver};
@@ -20,6 +21,8 @@ pub enum Rtype {
     Aaaa,
     /// Asked by ownership verification only (`crate::probe`).
     Txt,
+    /// Asked by the certificate issuer only (`crate::certs::caa`).
+    Caa,
 }
 
 impl Rtype {
@@ -29,6 +32,7 @@ impl Rtype {
             Rtype::A => "A",
             Rtype::Aaaa => "AAAA",
             Rtype::Txt => "TXT",
+            Rtype::Caa => "CAA",
         }
     }
 }
@@ -42,6 +46,9 @@ pub enum Reply {
     Addresses { ttl: u32 },
     /// TXT records at the name: each record's strings joined into one.
     Txt { texts: Vec<String>, ttl: u32 },
+    /// CAA records: the `issue` values (the CA's domain; empty for `;`)
+    /// and whether any tag was not understood with the critical flag.
+    Caa { issue: Vec<String>, critical_unknown: bool, ttl: u32 },
     /// NOERROR without records of this type. `ttl`: the negative TTL.
     NoData { ttl: u32 },
     /// NXDOMAIN: the name does not exist. `ttl`: the negative TTL.
@@ -54,6 +61,7 @@ impl Reply {
             Reply::Cname { ttl, .. }
             | Reply::Addresses { ttl }
             | Reply::Txt { ttl, .. }
+            | Reply::Caa { ttl, .. }
             | Reply::NoData { ttl }
             | Reply::NxDomain { ttl } => *ttl,
         }
@@ -143,6 +151,7 @@ impl Dns for Hickory {
             Rtype::A => RecordType::A,
             Rtype::Aaaa => RecordType::AAAA,
             Rtype::Txt => RecordType::TXT,
+            Rtype::Caa => RecordType::CAA,
         };
         match self.resolver.lookup(fqdn.clone(), wanted).await {
             Ok(lookup) => {
@@ -169,6 +178,26 @@ impl Dns for Hickory {
                             })
                             .collect();
                         Ok(Reply::Txt { texts, ttl })
+                    }
+                    (Rtype::Caa, Some(ttl)) => {
+                        let mut issue = Vec::new();
+                        let mut critical_unknown = false;
+                        for r in mine {
+                            let RData::CAA(caa) = r.data() else { continue };
+                            match caa.tag() {
+                                Property::Issue => {
+                                    // A value that does not parse names no CA: it allows none.
+                                    let name = caa.value_as_issue().ok().and_then(|(name, _)| name);
+                                    issue.push(
+                                        name.map(|n| n.to_ascii().trim_end_matches('.').to_ascii_lowercase())
+                                            .unwrap_or_default(),
+                                    )
+                                }
+                                Property::IssueWild | Property::Iodef => {}
+                                _ => critical_unknown |= caa.issuer_critical(),
+                            }
+                        }
+                        Ok(Reply::Caa { issue, critical_unknown, ttl })
                     }
                     (_, Some(ttl)) => Ok(Reply::Addresses { ttl }),
                 }

@@ -1,9 +1,9 @@
 //! ext_authz mode applies the filter's own verdict table
-//! (`cname_guard::verdict`) to a registry answer: one table for both.
+//! (`cname_guard_core::verdict`) to a registry answer: one table for both.
 
 use crate::registry::{Answer, Ownership};
-use cname_guard::lookup::{Answer as Wire, Record};
-pub use cname_guard::verdict::{ErrorCode, Verdict};
+use cname_guard_core::lookup::{Answer as Wire, Record};
+pub use cname_guard_core::verdict::{ErrorCode, Verdict};
 
 /// The verdict the filter would reach on this answer.
 pub fn decide(answer: &Answer) -> Verdict {
@@ -11,7 +11,7 @@ pub fn decide(answer: &Answer) -> Verdict {
         Answer::Unknown => Wire::Unknown,
         Answer::Found(o) => Wire::Found(record(o)),
     };
-    cname_guard::verdict::decide(&wire)
+    cname_guard_core::verdict::decide(&wire)
 }
 
 fn record(o: &Ownership) -> Record {
@@ -22,6 +22,7 @@ fn record(o: &Ownership) -> Record {
         origin_resolves: o.origin_resolves,
         suspended: o.suspended,
         ttl: Some(u64::from(o.ttl)),
+        https: o.https,
     }
 }
 
@@ -39,6 +40,7 @@ mod tests {
             origin_resolves: true,
             suspended: false,
             ttl: 60,
+            https: false,
         }
     }
 
@@ -46,8 +48,14 @@ mod tests {
     fn registry_answers_reach_the_filters_verdicts() {
         assert_eq!(decide(&Answer::Unknown), Verdict::Deny(ErrorCode::DnsResolution));
         assert_eq!(decide(&Answer::Found(own(Some("a"), Some("b"), None))), Verdict::Deny(ErrorCode::CnameCrossUser));
-        assert_eq!(decide(&Answer::Found(own(Some("a"), Some("b"), Some("pending")))), Verdict::Deny(ErrorCode::OriginDns));
-        assert_eq!(decide(&Answer::Found(own(None, Some("b"), Some("active")))), Verdict::Allow("b".into()));
+        assert_eq!(
+            decide(&Answer::Found(own(Some("a"), Some("b"), Some("pending")))),
+            Verdict::Deny(ErrorCode::OriginDns)
+        );
+        assert_eq!(
+            decide(&Answer::Found(own(None, Some("b"), Some("active")))),
+            Verdict::Allow { account: "b".into(), https: false }
+        );
         let mut o = own(Some("a"), None, None);
         o.suspended = true;
         assert_eq!(decide(&Answer::Found(o)), Verdict::Deny(ErrorCode::NotServing));

@@ -190,9 +190,11 @@ async fn lifecycle(store: Store) {
     }
     let list = |q: &str| format!("/v1/accounts/acct-saas/custom_hostnames{q}");
     let r = api.call("GET", &list(""), Some(&saas.token), None).await;
-    assert_eq!(r.body["result_info"], json!({"page": 1, "per_page": 20, "count": 5, "total_count": 5}), "{r:?}");
+    let info = json!({"page": 1, "per_page": 20, "count": 5, "total_count": 5, "cursors": {}});
+    assert_eq!(r.body["result_info"], info, "{r:?}");
     let r = api.call("GET", &list("?status=pending&per_page=2&page=2"), Some(&saas.token), None).await;
-    assert_eq!(r.body["result_info"], json!({"page": 2, "per_page": 2, "count": 1, "total_count": 3}), "{r:?}");
+    let info = json!({"page": 2, "per_page": 2, "count": 1, "total_count": 3, "cursors": {}});
+    assert_eq!(r.body["result_info"], info, "{r:?}");
     assert_eq!(r.body["result"][0]["hostname"], "p2.brand.example");
     let r = api.call("GET", &list("?hostname=shop.brand.example"), Some(&saas.token), None).await;
     assert_eq!(r.body["result"][0]["id"].as_str(), Some(id.as_str()), "{r:?}");
@@ -363,6 +365,71 @@ async fn restart(url: &str) {
 
 // --- SQLite ---------------------------------------------------------------------------
 
+// --- lists by cursor ----------------------------------------------------------------
+
+/// A walk by cursor sees every hostname that lives through it exactly once,
+/// in order, while hostnames are created and deleted behind and ahead of it.
+async fn cursor_walk(store: Store) {
+    let api = Api::start(store, Arc::new(FakeDns::default())).await;
+    let saas = tenant(&api, "acct-saas", "saas.example").await;
+    let mut ids = std::collections::BTreeMap::new();
+    for n in 0..40 {
+        let host = format!("h{n:02}.brand.example");
+        let r = create(&api, "acct-saas", &saas.token, &host).await;
+        assert_eq!(r.status, 201, "{r:?}");
+        ids.insert(host, r.body["id"].as_str().unwrap().to_string());
+    }
+    let base = "/v1/accounts/acct-saas/custom_hostnames";
+    for descending in [false, true] {
+        let direction = if descending { "desc" } else { "asc" };
+        let mut survivors: Vec<String> = ids.keys().cloned().collect();
+        let mut seen: Vec<String> = Vec::new();
+        let mut query = format!("?per_page=7&direction={direction}");
+        for round in 0.. {
+            let r = api.call("GET", &format!("{base}{query}"), Some(&saas.token), None).await;
+            assert_eq!(r.status, 200, "{r:?}");
+            seen.extend(r.body["result"].as_array().unwrap().iter().map(|h| h["hostname"].as_str().unwrap().into()));
+            let after = r.body["result_info"]["cursors"]["after"].as_str().map(String::from);
+            // Behind and ahead of the walk: one deleted, one created each.
+            let doomed = if round % 2 == 0 { survivors.first() } else { survivors.last() }.cloned();
+            if let Some(doomed) = doomed {
+                let id = ids.remove(&doomed).unwrap();
+                let r = api.call("DELETE", &hostname_path("acct-saas", &id), Some(&saas.token), None).await;
+                assert_eq!(r.status, 204, "{r:?}");
+                survivors.retain(|h| *h != doomed);
+            }
+            let new = format!("{}{direction}{round}.brand.example", if round % 2 == 0 { "a" } else { "z" });
+            let r = create(&api, "acct-saas", &saas.token, &new).await;
+            assert_eq!(r.status, 201, "{r:?}");
+            ids.insert(new, r.body["id"].as_str().unwrap().to_string());
+            let Some(after) = after else { break };
+            query = format!("?per_page=7&direction={direction}&cursor={after}");
+        }
+        let mut sorted = seen.clone();
+        sorted.sort();
+        if descending {
+            sorted.reverse();
+        }
+        assert_eq!(seen, sorted, "in order ({direction})");
+        sorted.dedup();
+        assert_eq!(sorted.len(), seen.len(), "none twice ({direction}): {seen:?}");
+        for host in &survivors {
+            assert!(seen.contains(host), "{host} lived through the walk ({direction}) and was not seen: {seen:?}");
+        }
+    }
+    // What a cursor must be, and what goes with it.
+    for (query, why) in [
+        ("?cursor=not-base64!", "cursor"),
+        ("?cursor=Kg", "cursor"),
+        ("?cursor=aDAxLmJyYW5kLmV4YW1wbGU&page=2", "page and cursor"),
+        ("?direction=up", "direction"),
+    ] {
+        let r = api.call("GET", &format!("{base}{query}"), Some(&saas.token), None).await;
+        assert_eq!((r.status, r.code()), (400, "invalid_query"), "{query}: {r:?}");
+        assert!(r.body["errors"].to_string().contains(why), "{query}: {r:?}");
+    }
+}
+
 async fn sqlite(dir: &Scratch) -> Store {
     Store::open(&dir.sqlite_url()).await.unwrap()
 }
@@ -397,6 +464,12 @@ async fn sqlite_restart_keeps_data() {
     restart(&dir.sqlite_url()).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_cursor_walk() {
+    let dir = Scratch::new("admin");
+    cursor_walk(sqlite(&dir).await).await;
+}
+
 // --- PostgreSQL ------------------------------------------------------------------------
 
 /// One server for the API tests, a database each.
@@ -413,6 +486,8 @@ async fn postgres_api() {
     race(Store::open(&url).await.unwrap(), Store::open(&url).await.unwrap()).await;
     let url = pg.create_database("restart").await;
     restart(&url).await;
+    let url = pg.create_database("cursor").await;
+    cursor_walk(Store::open(&url).await.unwrap()).await;
 }
 
 /// PostgreSQL restarts under a running API: requests fail with 503 while it

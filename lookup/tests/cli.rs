@@ -49,6 +49,16 @@ fn client_subcommands_drive_the_management_api() {
     assert_eq!(list["result_info"]["total_count"], 1, "{list}");
     assert_eq!(ok(cli(&svc, account, &["hostnames", "show", "acct-x", &id]))["hostname"], "shop.brand.example");
     assert_eq!(ok(cli(&svc, account, &["hostnames", "verify", "acct-x", &id]))["status"], "pending");
+    // Certificates: this service issues none (no --acme-directory) and says so.
+    let shown = ok(cli(&svc, account, &["hostnames", "show", "acct-x", &id]));
+    assert_eq!(shown["ssl"]["status"], "initializing", "{shown}");
+    assert!(shown["ssl"]["validation_errors"][0].as_str().is_some_and(|e| e.contains("--acme-directory")), "{shown}");
+    assert_eq!(ok(cli(&svc, account, &["certificates", "set-method", "acct-x", &id, "txt"]))["ssl"]["method"], "txt");
+    refused(cli(&svc, account, &["certificates", "set-method", "acct-x", &id, "dns"]), "ssl.method");
+    refused(cli(&svc, account, &["certificates", "renew", "acct-x", &id]), "only an active custom hostname");
+    let www = ok(cli(&svc, account, &["hostnames", "add", "acct-x", "www.brand.example", "--ssl-method", "txt"]));
+    assert_eq!(www["ssl"]["method"], "txt", "{www}");
+    ok(cli(&svc, account, &["hostnames", "delete", "acct-x", www["id"].as_str().expect("id")]));
     ok(cli(&svc, admin, &["hostnames", "set-status", "acct-x", &id, "blocked"]));
     refused(cli(&svc, account, &["hostnames", "set-status", "acct-x", &id, "active"]), "403");
     ok(cli(&svc, account, &["hostnames", "delete", "acct-x", &id]));
@@ -80,4 +90,22 @@ fn client_subcommands_drive_the_management_api() {
     refused(out, "127.0.0.1:1");
     let out = Command::new(LOOKUP).args(["zones", "put", "x.example"]).output().expect("run");
     assert_eq!(out.status.code(), Some(2), "a missing argument is a usage error");
+}
+
+#[test]
+fn a_bad_audit_retention_is_refused_naming_the_flag() {
+    for (flag, env) in [(Some("90"), None), (Some("10m"), None), (None, Some("soon"))] {
+        let mut c = Command::new(LOOKUP);
+        c.args(["serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"]);
+        if let Some(value) = flag {
+            c.args(["--audit-retention", value]);
+        }
+        if let Some(value) = env {
+            c.env("CNAME_GUARD_AUDIT_RETENTION", value);
+        }
+        let out = c.output().expect("run");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flag:?} {env:?}: {stderr}");
+        assert!(stderr.contains("--audit-retention"), "{flag:?} {env:?}: {stderr}");
+    }
 }

@@ -28,6 +28,7 @@ fn page(seq: u64, hosts: &[&str], zones: &[&str]) -> Changes {
         seq,
         hosts: hosts.iter().map(|h| h.to_string()).collect(),
         zones: zones.iter().map(|z| z.to_string()).collect(),
+        certs: Vec::new(),
     }
 }
 
@@ -184,7 +185,7 @@ async fn paging(store: &Store) {
     let mut seen = Vec::new();
     let mut answers = 0;
     loop {
-        let Changes::Page { seq, hosts, zones } = store.changes_since(since).await.unwrap() else {
+        let Changes::Page { seq, hosts, zones, .. } = store.changes_since(since).await.unwrap() else {
             panic!("a reset while paging")
         };
         if seq == since {
@@ -454,7 +455,7 @@ async fn concurrent_writers(one: Store, two: Store, writers: usize, each: usize)
                 let finished = done.load(std::sync::atomic::Ordering::SeqCst);
                 let query = Query { since: Some(since), wait: Duration::from_millis(200) };
                 match feed.changes(query).await.unwrap() {
-                    Changes::Page { seq, hosts, zones } => {
+                    Changes::Page { seq, hosts, zones, .. } => {
                         assert!(seq >= since, "seq went back from {since} to {seq}");
                         assert!(zones.is_empty());
                         seen.extend(hosts);
@@ -531,7 +532,7 @@ async fn postgres_mixed_writers_do_not_deadlock() {
             let deadline = Instant::now() + DEADLINE;
             // Until the writers are done (the head stops at `end`) and it is reached.
             let end = loop {
-                let Changes::Page { seq, hosts, zones } =
+                let Changes::Page { seq, hosts, zones, .. } =
                     feed.changes(Query { since: Some(since), wait: Duration::from_millis(200) }).await.unwrap()
                 else {
                     panic!("a reset following from {since}");

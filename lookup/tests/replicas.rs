@@ -1,24 +1,25 @@
 //! Two `serve` processes on one PostgreSQL, with real BIND: what one
 //! replica writes the other serves; two accounts racing for one hostname
 //! through the two get exactly one 201; the two verifiers share rounds (one
-//! check per hostname per round) and write each transition once.
+//! check per hostname per round, counted by a trigger of the test's own and
+//! in BIND's query log) and write each transition once.
 
 mod support;
 
 use cname_guard_lookup::store::Store;
 use serde_json::{json, Value};
+use sqlx::PgPool;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use support::api::{call, Reply};
 use support::dns::{wait, Bind};
 use support::postgres::Postgres;
 use support::service::{Lookup, ADMIN_TOKEN as ADMIN};
 use support::{zone, Scratch};
 
-/// How often the verifiers re-check a pending hostname here. The store keeps
-/// whole seconds, so a gap is between one second less and this: 2 s keeps
-/// three shared gaps (at least 3 s) apart from pairs of checks (at most ~2.4 s).
-const PENDING_EVERY: Duration = Duration::from_secs(2);
+/// How often the verifiers re-check a pending hostname here (the store keeps
+/// whole seconds: each round of checks is a second of its own).
+const PENDING_EVERY: Duration = Duration::from_secs(1);
 
 /// A `serve` replica on `database`, its verifier fast.
 fn replica(database: &str, dns: &str, dir: &Scratch, name: &str) -> Lookup {
@@ -67,6 +68,49 @@ fn txt_questions(bind: &Bind, name: &str) -> usize {
     bind.queries().iter().filter(|q| q.contains(&format!("query: {name} IN TXT"))).count()
 }
 
+/// Records every check the verifiers finish (a check lease released) in a
+/// table of the test's own: the hostname, which replica, and the round
+/// (`last_checked_at`, whole seconds).
+async fn record_checks(db: &PgPool) {
+    sqlx::raw_sql(
+        "CREATE TABLE test_checks (n BIGSERIAL PRIMARY KEY, hostname TEXT NOT NULL, owner TEXT NOT NULL, round BIGINT);
+         CREATE FUNCTION test_check() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+           INSERT INTO test_checks (hostname, owner, round) VALUES (NEW.hostname, OLD.lease_owner, NEW.last_checked_at);
+           RETURN NULL;
+         END $$;
+         CREATE TRIGGER test_check AFTER UPDATE ON custom_hostnames FOR EACH ROW
+           WHEN (OLD.lease_owner IS NOT NULL AND NEW.lease_owner IS NULL) EXECUTE FUNCTION test_check();",
+    )
+    .execute(db)
+    .await
+    .expect("the checks trigger");
+}
+
+/// `host`'s finished checks (replica, round), and whether one is under way.
+async fn checks_of(db: &PgPool, host: &str) -> (Vec<(String, Option<i64>)>, bool) {
+    let checks = sqlx::query_as("SELECT owner, round FROM test_checks WHERE hostname = $1 ORDER BY n")
+        .bind(host)
+        .fetch_all(db)
+        .await
+        .expect("checks");
+    let leased: (bool,) = sqlx::query_as("SELECT lease_owner IS NOT NULL FROM custom_hostnames WHERE hostname = $1")
+        .bind(host)
+        .fetch_one(db)
+        .await
+        .expect("lease");
+    (checks, leased.0)
+}
+
+/// `host`'s finished checks and BIND's TXT questions for `txt`, read while
+/// no check is under way (none started or finished between the two reads
+/// around the query log), so that the two counts agree.
+fn settled(db: &PgPool, bind: &Bind, host: &str, txt: &str) -> Option<(Vec<(String, Option<i64>)>, usize)> {
+    let before = futures_block(checks_of(db, host));
+    let questions = txt_questions(bind, txt);
+    let after = futures_block(checks_of(db, host));
+    (!before.1 && before == after).then_some((before.0, questions))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_on_one_postgres() {
     let pg = Postgres::start();
@@ -111,16 +155,24 @@ async fn two_replicas_on_one_postgres() {
     }
 
     // A pending hostname: both verifiers run, yet it is checked once per
-    // interval, not once per replica. Four checks take three gaps of at
-    // least a second each; checks in pairs would take one gap.
+    // round, not once per replica: every check is in a round of its own, and
+    // each is one TXT question to BIND.
+    let db = PgPool::connect(&pg.url()).await.expect("connect");
+    record_checks(&db).await;
     let r = create(&one, "acct-saas", &saas, "shop.brand.example").await;
     assert_eq!((r.status, r.body["status"].as_str()), (201, Some("pending")), "{r:?}");
     let token = r.body["ownership_verification"]["value"].as_str().expect("token").to_string();
-    let txt = "_cname-guard.shop.brand.example";
-    let start = (Instant::now(), txt_questions(&bind, txt));
-    wait("four verifier checks", Duration::from_secs(30), || (txt_questions(&bind, txt) >= start.1 + 4).then_some(()));
-    let took = start.0.elapsed();
-    assert!(took >= PENDING_EVERY * 5 / 4, "4 checks in {took:?}: the replicas did not share the rounds");
+    let (host, txt) = ("shop.brand.example", "_cname-guard.shop.brand.example");
+    let start = wait("the verifiers between checks", Duration::from_secs(10), || settled(&db, &bind, host, txt));
+    let (checks, questions) = wait("four verifier checks", Duration::from_secs(30), || {
+        settled(&db, &bind, host, txt).filter(|(c, _)| c.len() >= start.0.len() + 4)
+    });
+    let checks = &checks[start.0.len()..];
+    let mut rounds: Vec<_> = checks.iter().map(|(_, round)| round.expect("a check's round")).collect();
+    rounds.dedup();
+    assert_eq!(rounds.len(), checks.len(), "two checks in one round: the replicas did not share it: {checks:?}");
+    assert_eq!(questions - start.1, checks.len(), "one TXT question per check: {checks:?}");
+    db.close().await;
 
     // The TXT record appears: one replica's verifier makes it active, once.
     bind.update("brand.example", &[&format!("update add {txt}. 1 IN TXT \"{token}\"")]);

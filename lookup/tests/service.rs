@@ -2,6 +2,7 @@
 //! health, ext_authz mode, store changes served at once, startup errors,
 //! shutdown, and the demo origin.
 
+use cname_guard_lookup::store::{self, Actor, Certificate, Status, StatusChange, Store};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -9,8 +10,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-#[path = "../../tests/common/dns.rs"]
-mod dns;
+use cname_guard_testkit::{dns, Scratch};
 
 const LOOKUP: &str = env!("CARGO_BIN_EXE_cname-guard-lookup");
 const ORIGIN: &str = env!("CARGO_BIN_EXE_cname-guard-origin");
@@ -18,34 +18,6 @@ const DEMO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../envoy/registry.json"
 const DEADLINE: Duration = Duration::from_secs(15);
 
 // --- harness ------------------------------------------------------------------
-
-/// A scratch directory, removed on drop.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new() -> Scratch {
-        Scratch(dns::fresh_dir("lookup-test"))
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-
-    /// Replaces a file in one step (write + rename), as config tools do.
-    fn put(&self, name: &str, body: &str) -> PathBuf {
-        let tmp = self.path(&format!(".{name}.tmp"));
-        std::fs::write(&tmp, body).expect("write");
-        let path = self.path(name);
-        std::fs::rename(&tmp, &path).expect("rename");
-        path
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// A running service, killed on drop even when a test fails.
 struct Service {
@@ -64,7 +36,7 @@ impl Drop for Service {
 
 impl Service {
     fn start(bin: &str, args: &[&str]) -> Service {
-        Service::start_in(Scratch::new(), bin, args)
+        Service::start_in(Scratch::new("lookup-test"), bin, args)
     }
 
     fn start_in(dir: Scratch, bin: &str, args: &[&str]) -> Service {
@@ -98,7 +70,7 @@ impl Service {
     /// `serve` over a fresh SQLite store in the service's scratch
     /// directory, with `registry` imported.
     fn lookup_with(registry: &Path, args: &[&str]) -> Service {
-        let dir = Scratch::new();
+        let dir = Scratch::new("lookup-test");
         let db = format!("sqlite:{}", dir.path("store.db").display());
         // The verifier off: the demo's pending and moved hosts keep their status.
         let mut all = vec!["serve", "--database", &db, "--admin-listen", "127.0.0.1:0", "--verifier", "off"];
@@ -256,6 +228,69 @@ fn ownership_answers_follow_contract_v1() {
     wait_for("the request id in the log", || svc.stderr().contains("request_id=req-abc-123").then_some(()));
 }
 
+/// Puts a certificate in service for the custom hostname `host` of the
+/// service's store, as the issuer does once the CA has issued one (no CA:
+/// the chain and the sealed key are never read by a lookup). The
+/// hostname's id.
+async fn certificate_in_service(store: &Store, host: &str) -> String {
+    let claimed = store.claim_ssl_due("test", store::now(), 60, 100).await.expect("claim");
+    let h = claimed.iter().find(|h| h.hostname == host).unwrap_or_else(|| panic!("{host} is not due"));
+    let cert = Certificate {
+        id: Store::new_certificate_id().expect("id"),
+        hostname_id: h.id.clone(),
+        hostname: host.into(),
+        chain_pem: "(not read)".into(),
+        key_sealed: "(not read)".into(),
+        certificate_authority: "test".into(),
+        issuer: "test".into(),
+        serial_number: "01".into(),
+        not_before: 0,
+        expires_on: i64::MAX / 2,
+        renew_at: i64::MAX / 4,
+    };
+    assert!(store.ssl_issued("test", &cert, false, cert.renew_at).await.expect("issued"));
+    store.ssl_release_all("test").await.expect("release");
+    h.id.clone()
+}
+
+#[test]
+fn https_says_a_certificate_is_in_service() {
+    let svc = Service::lookup(Path::new(DEMO));
+    let ask = |host: &str| svc.get(&format!("/v1/ownership?host={host}"));
+    let before = ask("shop.customer.example");
+    assert_eq!(before.status, 200);
+    assert!(!before.text().contains("https"), "no certificate yet: {}", before.text());
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let store = rt.block_on(Store::open(&svc.database())).expect("open the service's store");
+    let id = rt.block_on(certificate_in_service(&store, "shop.customer.example"));
+
+    // Active with a certificate in service: the same answer, byte for
+    // byte, and `"https": true`.
+    let after = ask("shop.customer.example");
+    assert_eq!(after.status, 200);
+    let text = before.text();
+    let body = text.trim_end();
+    let expected = format!("{},\"https\":true}}{}", &body[..body.len() - 1], &text[body.len()..]);
+    assert_eq!(after.text(), expected);
+    assert_eq!(after.json()["https"], serde_json::json!(true));
+    // Without one, and not active: no `https` at all.
+    for host in ["custom.myclientsite.com", "www.saas.example", "pending.customer.example", "blocked.customer.example"]
+    {
+        let r = ask(host);
+        assert_eq!(r.status, 200, "{host}");
+        assert!(!r.text().contains("https"), "{host}: {}", r.text());
+    }
+
+    // Blocked: the certificate is withdrawn, and the answer says so at once.
+    let block =
+        StatusChange { from: Status::Active, to: Status::Blocked, verification_errors: vec![], reason: "test".into() };
+    rt.block_on(store.change_status(&Actor::Admin, "acct-saas", &id, &block)).expect("block").expect("blocked");
+    let r = ask("shop.customer.example");
+    assert_eq!(r.json()["custom_hostname"], serde_json::json!("blocked"));
+    assert!(!r.text().contains("https"), "{}", r.text());
+    rt.block_on(store.close());
+}
+
 #[test]
 fn ext_authz_mode_gives_the_filters_verdicts() {
     let svc = Service::lookup(Path::new(DEMO));
@@ -309,7 +344,7 @@ fn questions(bind: &dns::Bind, name: &str) -> usize {
 fn dns_answers_are_cached_and_questions_in_flight_coalesced() {
     let bind = dns::Bind::with_zone_dir(&dns::demo_zone_dir());
     // No custom hostnames: the verifier asks nothing of this BIND.
-    let dir = Scratch::new();
+    let dir = Scratch::new("lookup-test");
     let zones = r#"{"accounts": {"acct-saas": {}, "acct-client": {}},
                     "zones": {"saas.example": "acct-saas", "myclientsite.com": "acct-client"}}"#;
     let svc = Service::lookup_with(&dir.put("zones.json", zones), &["--dns-server", &bind.addr()]);
@@ -380,7 +415,7 @@ fn import(database: &str, file: &Path) -> std::process::Output {
 
 #[test]
 fn store_changes_are_served_by_the_next_request() {
-    let dir = Scratch::new();
+    let dir = Scratch::new("lookup-test");
     let svc = Service::lookup(&dir.put("one.json", ONE));
     assert_eq!(status_of(&svc, "www.one.example"), 200);
     assert_eq!(status_of(&svc, "www.two.example"), 404);
@@ -403,7 +438,7 @@ fn store_changes_are_served_by_the_next_request() {
 
 #[test]
 fn an_invalid_registry_is_refused_whole_naming_the_problem() {
-    let dir = Scratch::new();
+    let dir = Scratch::new("lookup-test");
     for (body, needle) in [
         (
             r#"{"accounts": {"acct-1": {}}, "zones": {"x.example": "acct-9"}}"#,
@@ -434,6 +469,36 @@ fn an_invalid_registry_is_refused_whole_naming_the_problem() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot open the database"));
     let out = import("mysql://x", &file);
     assert!(String::from_utf8_lossy(&out.stderr).contains("sqlite: or postgres://"));
+}
+
+#[test]
+fn an_sds_listener_without_node_credentials_or_with_a_bad_certificate_is_refused() {
+    let dir = Scratch::new("lookup-test");
+    let kek = dir.put("kek", &"ab".repeat(32));
+    let junk = dir.put("junk.pem", "not a certificate");
+    let db = format!("sqlite:{}", dir.path("x.db").display());
+    let path = |p: &std::path::Path| p.to_str().expect("utf-8").to_string();
+    let base = ["serve", "--database", &db, "--listen", "127.0.0.1:0", "--xds-listen", "127.0.0.1:0", "--kek-file"];
+    for (extra, needle) in [
+        (vec![], "--xds-listen needs --xds-token-file or --xds-client-ca"),
+        (vec!["--xds-client-ca".into(), path(&junk)], "--xds-tls-cert"),
+        (
+            vec![
+                "--xds-tls-cert".into(),
+                path(&junk),
+                "--xds-tls-key".into(),
+                path(&junk),
+                "--xds-client-ca".into(),
+                path(&junk),
+            ],
+            "--xds-tls-cert/--xds-tls-key/--xds-client-ca",
+        ),
+    ] {
+        let out = Command::new(LOOKUP).args(base).arg(&kek).args(&extra).output().expect("run");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && out.stdout.is_empty(), "{extra:?}: {stderr}");
+        assert!(stderr.contains(needle), "{extra:?}: {stderr}");
+    }
 }
 
 #[test]
@@ -488,7 +553,7 @@ fn sigterm_shuts_down_cleanly() {
 
 #[test]
 fn env_fallbacks() {
-    let dir = Scratch::new();
+    let dir = Scratch::new("lookup-test");
     let mut child = Command::new(LOOKUP)
         .arg("serve")
         .env("CNAME_GUARD_DATABASE", format!("sqlite:{}", dir.path("env.db").display()))

@@ -3,9 +3,11 @@
 
 mod support;
 
+use cname_guard_lookup::retention::{AuditPruner, RetentionConfig};
 use cname_guard_lookup::store::{
     import_registry, Actor, HostnameFilter, ImportError, Status, StatusChange, Store, StoreError, Upsert,
 };
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use support::postgres::Postgres;
 use support::Scratch;
 
@@ -70,6 +72,7 @@ async fn tables(store: &Store) {
         status,
         page,
         per_page,
+        descending: false,
     };
     let all = store.list_hostnames("acct-saas", &page(None, None, 1, 4)).await.unwrap();
     assert_eq!((all.total_count, all.result.len()), (6, 4));
@@ -229,6 +232,102 @@ async fn replicas(url: &str) {
     two.close().await;
 }
 
+const DAY: Duration = Duration::from_secs(86_400);
+
+/// `n` audit entries written `age` ago, straight into the table as a
+/// replica then would have (the id starts with the time in hex
+/// nanoseconds), under `hostname:<tag>N.brand.example`.
+async fn backdate(url: &str, tag: &str, age: Duration, n: u32) {
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(url).await.expect("connect");
+    let then = (SystemTime::now() - age).duration_since(UNIX_EPOCH).expect("after 1970");
+    let mut tx = pool.begin().await.expect("begin");
+    for i in 0..n {
+        sqlx::query(
+            "INSERT INTO audit_log (id, at, actor, action, subject, reason) \
+             VALUES ($1, $2, 'import', 'hostname.create', $3, 'status=pending')",
+        )
+        .bind(format!("{:024x}{:016x}", then.as_nanos() + u128::from(i), i))
+        .bind(then.as_secs() as i64)
+        .bind(format!("hostname:{tag}{}.brand.example", i % 4))
+        .execute(&mut *tx)
+        .await
+        .expect("insert");
+    }
+    tx.commit().await.expect("commit");
+    pool.close().await;
+}
+
+async fn audit_count(store: &Store, tag: &str) -> usize {
+    let mut n = 0;
+    for i in 0..4 {
+        n += store.audit_of(&format!("hostname:{tag}{i}.brand.example")).await.expect("audit").len();
+    }
+    n
+}
+
+/// Audit retention: entries older than the retention are deleted, a batch
+/// at a time, and newer ones kept; in the background, by two replicas at
+/// once, each entry is deleted (and counted) once.
+async fn audit_retention(url: &str) {
+    let store = Store::open(url).await.unwrap();
+    seeded(&store).await;
+    backdate(url, "old", 100 * DAY, 1200).await;
+    backdate(url, "recent", 89 * DAY, 5).await;
+
+    // By hand: 90 days, 500 a statement.
+    let before = SystemTime::now() - 90 * DAY;
+    let batches = [
+        store.prune_audit(before, 500).await.unwrap(),
+        store.prune_audit(before, 500).await.unwrap(),
+        store.prune_audit(before, 500).await.unwrap(),
+        store.prune_audit(before, 500).await.unwrap(),
+    ];
+    assert_eq!(batches, [500, 500, 200, 0]);
+    assert_eq!(audit_count(&store, "old").await, 0);
+    assert_eq!(audit_count(&store, "recent").await, 5);
+    let history = store.audit_of("account:acct-saas").await.unwrap();
+    assert_eq!(history.len(), 1, "a new entry was pruned: {history:?}");
+
+    // In the background, two replicas on one database.
+    backdate(url, "older", 200 * DAY, 1200).await;
+    let other = Store::open(url).await.unwrap();
+    let config = RetentionConfig {
+        keep: 90 * DAY,
+        every: Duration::from_millis(50),
+        batch: 100,
+        pause: Duration::from_millis(1),
+    };
+    let one = std::sync::Arc::new(AuditPruner::new(store.clone(), config.clone()));
+    let two = std::sync::Arc::new(AuditPruner::new(other.clone(), config));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let run = |pruner: std::sync::Arc<AuditPruner>| {
+        let mut stopped = stopped.clone();
+        tokio::spawn(async move {
+            pruner
+                .run(async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                })
+                .await
+        })
+    };
+    let tasks = [run(one.clone()), run(two.clone())];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while audit_count(&store, "older").await > 0 {
+        assert!(Instant::now() < deadline, "old entries still there: {}", audit_count(&store, "older").await);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = stop.send(true);
+    for task in tasks {
+        task.await.expect("pruner");
+    }
+    assert_eq!(one.pruned_total() + two.pruned_total(), 1200, "{} + {}", one.pruned_total(), two.pruned_total());
+    assert_eq!(audit_count(&store, "recent").await, 5);
+    assert_eq!(store.audit_of("account:acct-saas").await.unwrap().len(), 1);
+    other.close().await;
+    store.close().await;
+}
+
 // --- SQLite -------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -270,6 +369,12 @@ async fn sqlite_keeps_data_across_restart() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_audit_retention() {
+    let dir = Scratch::new("store");
+    audit_retention(&dir.sqlite_url()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_urls_are_refused() {
     assert!(matches!(Store::open("mysql://x").await, Err(StoreError::Url(_))));
     let e = Store::open("sqlite:/nonexistent-dir/x/store.db").await.err().expect("opened a file in a missing dir");
@@ -286,6 +391,7 @@ async fn postgres_tables_tokens_import() {
     // One database each keeps the three runs apart.
     tokens(&Store::open(&pg.create_database("tokens").await).await.unwrap()).await;
     import(&Store::open(&pg.create_database("import").await).await.unwrap()).await;
+    audit_retention(&pg.create_database("retention").await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

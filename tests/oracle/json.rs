@@ -1,4 +1,4 @@
-//! The differential oracle for `src/json.rs`: our strict reader against
+//! The differential oracle for `crates/core/src/json.rs`: our strict reader against
 //! serde_json. One copy, used by `tests/properties.rs` and by the fuzz
 //! target `fuzz/fuzz_targets/json.rs` (both include it by path).
 //!
@@ -7,7 +7,7 @@
 //! serde_json accepts we accept too, except duplicate keys and nesting
 //! deeper than ours, which we refuse on purpose.
 
-use cname_guard::json::{parse, Value as J};
+use cname_guard_core::json::{parse, Value as J};
 use serde_json::Value;
 
 /// Whether our reading of a document is serde_json's (numbers by value).

@@ -32,6 +32,8 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_new(_c: *mut c_void
 pub extern "C" fn envoy_dynamic_module_on_http_filter_new(_c: *const c_void, _f: *mut c_void) -> *const c_void {
     &STATELESS as *const u8 as *const c_void
 }
+// Envoy is the only caller, with its live stream pointer.
+#[allow(clippy::not_unsafe_ptr_arg_deref)]
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(f: *mut c_void, _m: *const c_void, _end: bool) -> u32 {
     let key = b":authority";

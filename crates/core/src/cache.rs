@@ -5,10 +5,19 @@
 //! per host: a flood of unique hostnames would grow Envoy without limit.
 //! Instead it is a 2-way set-associative table of `max_entries` fixed keys
 //! (`cname_guard.slot.<n>`); a host lives in one of the two slots of its set
-//! and a new host replaces the entry that expires first.
+//! and a new host replaces the one worth less, if it is worth more itself
+//! (`admit`: by use, counted in the worker's `Sketch`, then by kind).
 
+mod admit;
+mod local;
+mod sketch;
+
+pub use admit::{admit, Worth};
+pub use local::{Inserted, LocalCache};
+pub use sketch::{Sketch, MAX_FREQUENCY};
+
+use crate::lookup::safe_account;
 use crate::verdict::{ErrorCode, Verdict};
-use std::collections::HashMap;
 
 /// What is cached for a host.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,7 +53,8 @@ impl Entry {
     /// Slot value: version, kind, fresh_until, stale_until, host, payload.
     pub fn encode(&self, host: &str) -> Vec<u8> {
         let (kind, payload): (u8, &[u8]) = match &self.verdict {
-            Some(Verdict::Allow(account)) => (KIND_ALLOW, account.as_bytes()),
+            Some(Verdict::Allow { account, https: false }) => (KIND_ALLOW, account.as_bytes()),
+            Some(Verdict::Allow { account, https: true }) => (KIND_ALLOW_HTTPS, account.as_bytes()),
             Some(Verdict::Deny(code)) => (KIND_DENY, &DENY_PAYLOADS[code.index()]),
             None => (KIND_FAILURE, &[]),
         };
@@ -71,6 +81,11 @@ const VERSION: u8 = 1;
 const KIND_ALLOW: u8 = 0;
 const KIND_DENY: u8 = 1;
 const KIND_FAILURE: u8 = 2;
+/// An allow whose answer says `https` (a kind of its own, not a flag bit,
+/// so that the slots of earlier filters keep their meaning: their allows
+/// read as allows without HTTPS, and a filter that predates this kind
+/// reads such a slot as foreign, an empty slot, and looks the host up).
+const KIND_ALLOW_HTTPS: u8 = 3;
 const HEADER: usize = 20;
 const DENY_PAYLOADS: [[u8; 2]; 5] = {
     let mut p = [[0u8; 2]; 5];
@@ -98,7 +113,10 @@ pub fn decode_slot(bytes: &[u8]) -> Option<(&[u8], Entry)> {
     let host = &bytes[HEADER..HEADER + host_len];
     let payload = &bytes[HEADER + host_len..];
     let verdict = match bytes[1] {
-        KIND_ALLOW => Some(Verdict::Allow(String::from_utf8(payload.to_vec()).ok()?)),
+        kind @ (KIND_ALLOW | KIND_ALLOW_HTTPS) => {
+            let account = std::str::from_utf8(payload).ok().filter(|a| safe_account(a))?;
+            Some(Verdict::Allow { account: account.to_string(), https: kind == KIND_ALLOW_HTTPS })
+        }
         KIND_DENY => {
             let number = u16::from_le_bytes(payload.try_into().ok()?);
             Some(Verdict::Deny(ErrorCode::from_number(number)?))
@@ -149,85 +167,29 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
 
-/// Which slot of a set a new entry for `host` should take, given the two
-/// current values: the host's own slot, else an empty one, else the one
-/// that stops being useful first. Returns the index (0 or 1) and whether a
-/// live entry of another host is evicted.
-pub fn choose_victim(host: &str, current: [Option<&[u8]>; 2], now: u64) -> (usize, bool) {
+/// Which slot of a set a new entry for `host` (worth `candidate`) should
+/// take, given the two current values: the host's own slot, else an empty
+/// one, else the one worth less by `worth`, if the newcomer is admitted
+/// over it. Returns the index (0 or 1) and whether a live entry of another
+/// host is evicted; `None` when the newcomer is not admitted.
+pub fn choose_victim(
+    host: &str,
+    current: [Option<&[u8]>; 2],
+    candidate: Worth,
+    worth: impl Fn(&[u8], &Entry) -> Worth,
+) -> Option<(usize, bool)> {
     let decoded = current.map(|v| v.and_then(decode_slot));
-    for (i, d) in decoded.iter().enumerate() {
-        if let Some((h, _)) = d {
-            if *h == host.as_bytes() {
-                return (i, false);
-            }
-        }
+    if let Some(i) = decoded.iter().position(|d| d.as_ref().is_some_and(|(h, _)| *h == host.as_bytes())) {
+        return Some((i, false));
     }
-    let useful_until = |d: &Option<(&[u8], Entry)>| d.as_ref().map_or(0, |(_, e)| e.stale_until.max(e.fresh_until));
-    let (a, b) = (useful_until(&decoded[0]), useful_until(&decoded[1]));
+    if let Some(i) = decoded.iter().position(Option::is_none) {
+        return Some((i, false));
+    }
+    let w = decoded.map(|d| d.map(|(h, e)| worth(h, &e)));
+    let (Some(a), Some(b)) = (w[0], w[1]) else { return None };
     let i = usize::from(b < a);
-    let live = [a, b][i] > now;
-    (i, live)
-}
-
-/// The per-worker map in front of shared data: no host call on a hit.
-/// Bounded like the shared table. When full it is emptied rather than
-/// trimmed: removing single keys leaves tombstones that make the hash table
-/// double its allocation under a flood, while `clear` keeps the allocation
-/// it has; the shared table still holds every entry.
-pub struct LocalCache {
-    map: HashMap<String, Entry>,
-    max: usize,
-}
-
-impl LocalCache {
-    pub fn new(max_entries: u32) -> LocalCache {
-        LocalCache { map: HashMap::new(), max: max_entries as usize }
-    }
-
-    pub fn get(&self, host: &str) -> Option<&Entry> {
-        self.map.get(host)
-    }
-
-    pub fn insert(&mut self, host: &str, entry: Entry) {
-        if self.max == 0 {
-            return;
-        }
-        if let Some(e) = self.map.get_mut(host) {
-            *e = entry;
-            return;
-        }
-        if self.map.len() >= self.max {
-            self.map.clear();
-        }
-        self.map.insert(host.to_string(), entry);
-    }
-
-    /// Drops what a feed answer names; returns how many entries went.
-    pub fn evict(&mut self, e: &crate::changes::Eviction) -> usize {
-        let before = self.map.len();
-        if e.all {
-            self.map.clear();
-        } else if e.hosts_only() {
-            for h in &e.hosts {
-                self.map.remove(h);
-            }
-        } else {
-            self.map.retain(|h, _| !e.matches(h));
-        }
-        before - self.map.len()
-    }
-
-    pub fn capacity(&self) -> usize {
-        self.map.capacity()
-    }
-
-    pub fn len(&self) -> usize {
-        self.map.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
-    }
+    let victim = [a, b][i];
+    admit(candidate, victim).then_some((i, victim.live))
 }
 
 #[cfg(test)]
@@ -238,10 +200,15 @@ mod tests {
         Entry { verdict, fresh_until: 1_000, stale_until: 5_000 }
     }
 
+    fn allow(account: &str) -> Verdict {
+        Verdict::Allow { account: account.into(), https: false }
+    }
+
     #[test]
     fn encodes_and_decodes_every_kind() {
         for v in [
-            Some(Verdict::Allow("acct-saas".into())),
+            Some(allow("acct-saas")),
+            Some(Verdict::Allow { account: "acct-saas".into(), https: true }),
             Some(Verdict::Deny(ErrorCode::CnameCrossUser)),
             Some(Verdict::Deny(ErrorCode::OriginDns)),
             None,
@@ -255,7 +222,7 @@ mod tests {
 
     #[test]
     fn garbage_never_decodes() {
-        let good = entry(Some(Verdict::Allow("a".into()))).encode("h");
+        let good = entry(Some(allow("a"))).encode("h");
         assert_eq!(Entry::decode(&[], "h"), None);
         assert_eq!(Entry::decode(&good[..good.len() - 1], "h"), None);
         let mut bad = good.clone();
@@ -271,6 +238,32 @@ mod tests {
         assert_eq!(Entry::decode(&bad, "h"), None);
         for cut in 0..good.len() {
             let _ = decode_slot(&good[..cut]);
+        }
+        let mut bad = good.clone();
+        bad[1] = KIND_ALLOW_HTTPS + 1;
+        assert_eq!(Entry::decode(&bad, "h"), None);
+    }
+
+    #[test]
+    fn https_is_a_kind_of_its_own() {
+        // An allow without HTTPS is written as before this kind existed, so
+        // the slots of an earlier filter on the same vm_id read as they did.
+        let plain = entry(Some(allow("acct"))).encode("h");
+        assert_eq!(plain[1], 0);
+        let https = entry(Some(Verdict::Allow { account: "acct".into(), https: true })).encode("h");
+        assert_eq!(https[1], 3);
+        assert_eq!((&plain[..1], &plain[2..]), (&https[..1], &https[2..]), "only the kind differs");
+        let Some((_, e)) = decode_slot(&https) else { panic!("decodes") };
+        assert!(e.verdict.is_some_and(|v| v.https()));
+        // An allow's account becomes a header: one the lookup answer could
+        // not have given (empty, CR/LF) is garbage, HTTPS or not.
+        for kind in [KIND_ALLOW, KIND_ALLOW_HTTPS] {
+            let mut bad = entry(None).encode("h");
+            bad[1] = kind;
+            assert_eq!(decode_slot(&bad), None);
+            let mut bad = entry(Some(allow("a\r\nx: 1"))).encode("h");
+            bad[1] = kind;
+            assert_eq!(decode_slot(&bad), None);
         }
     }
 
@@ -303,36 +296,30 @@ mod tests {
         let mine = entry(None).encode("me");
         let old = Entry { verdict: None, fresh_until: 10, stale_until: 10 }.encode("old");
         let young = Entry { verdict: None, fresh_until: 100, stale_until: 100 }.encode("young");
-        assert_eq!(choose_victim("me", [Some(&young), Some(&mine)], 50), (1, false));
-        assert_eq!(choose_victim("me", [Some(&young), None], 50), (1, false));
-        assert_eq!(choose_victim("me", [None, Some(&young)], 50), (0, false));
-        assert_eq!(choose_victim("me", [Some(&young), Some(&old)], 50), (1, false));
-        assert_eq!(choose_victim("me", [Some(&old), Some(&young)], 5), (0, true));
-        assert_eq!(choose_victim("me", [Some(b"junk".as_slice()), Some(&young)], 5), (0, false));
-    }
-
-    #[test]
-    fn local_cache_is_bounded() {
-        let mut c = LocalCache::new(3);
-        for i in 0..10 {
-            c.insert(&format!("h{i}"), entry(None));
-            assert!(c.len() <= 3);
-        }
-        // A flood never grows the table past what the bound first needed.
-        let mut c = LocalCache::new(1_000);
-        for i in 0..1_000 {
-            c.insert(&format!("warm{i}"), entry(None));
-        }
-        let full = c.capacity();
-        for i in 0..50_000 {
-            c.insert(&format!("flood{i}"), entry(None));
-            assert!(c.len() <= 1_000);
-        }
-        assert_eq!(c.capacity(), full);
-        c.insert("h9", entry(Some(Verdict::Allow("x".into()))));
-        assert_eq!(c.get("h9").and_then(|e| e.verdict.clone()), Some(Verdict::Allow("x".into())));
-        let mut off = LocalCache::new(0);
-        off.insert("h", entry(None));
-        assert!(off.is_empty());
+        let allow = Entry { verdict: Some(allow("a")), fresh_until: 100, stale_until: 100 }.encode("allow");
+        let by_use = |uses: &[(&str, u8)], now| {
+            let uses: Vec<(String, u8)> = uses.iter().map(|(h, f)| (h.to_string(), *f)).collect();
+            move |h: &[u8], e: &Entry| {
+                let f = uses.iter().find(|(n, _)| n.as_bytes() == h).map_or(0, |(_, f)| *f);
+                Worth::of(e, f, now)
+            }
+        };
+        let cand = |f, now| Worth::of(&entry(None), f, now);
+        let w = by_use(&[], 50);
+        assert_eq!(choose_victim("me", [Some(&young), Some(&mine)], cand(1, 50), &w), Some((1, false)));
+        assert_eq!(choose_victim("me", [Some(&young), None], cand(1, 50), &w), Some((1, false)));
+        assert_eq!(choose_victim("me", [None, Some(&young)], cand(1, 50), &w), Some((0, false)));
+        assert_eq!(choose_victim("me", [Some(&young), Some(&old)], cand(0, 50), &w), Some((1, false)), "expired goes first");
+        assert_eq!(choose_victim("me", [Some(b"junk".as_slice()), Some(&young)], cand(0, 5), &w), Some((0, false)));
+        // Both live: the less used goes, and only to a newcomer used more.
+        let w = by_use(&[("old", 3), ("young", 9)], 5);
+        assert_eq!(choose_victim("me", [Some(&old), Some(&young)], cand(4, 5), &w), Some((0, true)));
+        assert_eq!(choose_victim("me", [Some(&old), Some(&young)], cand(3, 5), &w), None, "a tie keeps the resident");
+        // A failure does not push out an allow used as often; an allow pushes out a failure.
+        let w = by_use(&[("allow", 2), ("young", 2)], 5);
+        let allowed = Worth::of(&Entry { verdict: Some(self::allow("b")), fresh_until: 100, stale_until: 100 }, 2, 5);
+        assert_eq!(choose_victim("me", [Some(&allow), Some(&young)], allowed, &w), Some((1, true)));
+        let w2 = by_use(&[("allow", 2), ("young", 5)], 5);
+        assert_eq!(choose_victim("me", [Some(&allow), Some(&young)], cand(2, 5), &w2), None);
     }
 }

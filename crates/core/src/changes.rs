@@ -15,6 +15,9 @@ pub const MAX_BODY: usize = 512 * 1024;
 /// A feed answer that can be applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Answer {
+    /// `hosts`: the answer's `hosts`, then its `certificates` (hostnames
+    /// whose certificate was issued, renewed or withdrawn: their answer's
+    /// `https` changed, so they are evicted alike).
     Changes { seq: u64, hosts: Vec<String>, zones: Vec<String> },
     /// `since` is too old or unknown: drop everything, continue from `seq`.
     Reset { seq: u64 },
@@ -87,18 +90,21 @@ pub fn parse_answer(status: Option<&str>, body_len: usize, body: &[u8]) -> Resul
     match doc.get("reset") {
         None | Some(Value::Bool(false)) => {}
         Some(Value::Bool(true)) => {
-            if doc.get("hosts").is_some() || doc.get("zones").is_some() {
-                return Err(malformed("a reset names no hosts or zones"));
+            if ["hosts", "zones", "certificates"].iter().any(|k| doc.get(k).is_some()) {
+                return Err(malformed("a reset names no hosts, zones or certificates"));
             }
             return Ok(Answer::Reset { seq });
         }
         Some(_) => return Err(malformed("`reset` must be a boolean")),
     }
-    let hosts = names(&doc, "hosts")?;
+    let mut hosts = names(&doc, "hosts")?;
     let zones = names(&doc, "zones")?;
-    if hosts.len() + zones.len() > MAX_NAMES {
+    // Optional (absent when empty); the service's 1000 names per answer count them too.
+    let certificates = if doc.get("certificates").is_some() { names(&doc, "certificates")? } else { Vec::new() };
+    if hosts.len() + zones.len() + certificates.len() > MAX_NAMES {
         return Err(malformed(format!("more than {MAX_NAMES} names")));
     }
+    hosts.extend(certificates);
     Ok(Answer::Changes { seq, hosts, zones })
 }
 
@@ -448,6 +454,54 @@ mod tests {
         );
         assert_eq!(parse(r#"{"seq": 9, "reset": true}"#), Ok(Answer::Reset { seq: 9 }));
         assert_eq!(parse(r#"{"seq": 0, "hosts": [], "zones": [], "reset": false}"#).map(|_| ()), Ok(()));
+        // Keys the filter does not know are ignored.
+        assert_eq!(
+            parse(r#"{"seq": 8, "hosts": [], "zones": [], "later": ["a.example", 7]}"#),
+            Ok(Answer::Changes { seq: 8, hosts: vec![], zones: vec![] })
+        );
+    }
+
+    #[test]
+    fn certificates_are_evicted_like_hosts() {
+        // A certificate issued or withdrawn changes the host's `https`.
+        assert_eq!(
+            parse(r#"{"seq": 8, "hosts": ["a.example"], "zones": [], "certificates": ["b.example", "a.example"]}"#),
+            Ok(Answer::Changes {
+                seq: 8,
+                hosts: vec!["a.example".into(), "b.example".into(), "a.example".into()],
+                zones: vec![]
+            })
+        );
+        assert_eq!(
+            parse(r#"{"seq": 9, "hosts": [], "zones": [], "certificates": []}"#),
+            Ok(Answer::Changes { seq: 9, hosts: vec![], zones: vec![] })
+        );
+        // Read as strictly as `hosts`: one bad name refuses the answer.
+        for body in [
+            r#"{"seq": 8, "hosts": [], "zones": [], "certificates": ["a.example", 7]}"#,
+            r#"{"seq": 8, "hosts": [], "zones": [], "certificates": ["A.example"]}"#,
+            r#"{"seq": 8, "hosts": [], "zones": [], "certificates": "a.example"}"#,
+            r#"{"seq": 8, "hosts": [], "zones": [], "certificates": null}"#,
+            r#"{"seq": 8, "reset": true, "certificates": ["a.example"]}"#,
+        ] {
+            assert!(matches!(parse(body), Err(FeedError::Malformed(_))), "{body}");
+        }
+        // They count towards the 1000 names of an answer.
+        let hosts: Vec<String> = (0..600).map(|i| format!("\"h{i}.example\"")).collect();
+        let certs: Vec<String> = (0..401).map(|i| format!("\"c{i}.example\"")).collect();
+        let body = |certs: &[String]| {
+            let (hosts, certs) = (hosts.join(","), certs.join(","));
+            format!(r#"{{"seq": 5, "hosts": [{hosts}], "zones": [], "certificates": [{certs}]}}"#)
+        };
+        assert!(matches!(parse(&body(&certs)), Err(FeedError::Malformed(_))));
+        let body = body(&certs[1..]);
+        let Ok(Answer::Changes { hosts, .. }) = parse(&body) else { panic!("1000 names") };
+        assert_eq!(hosts.len(), MAX_NAMES);
+        // A page of 1000 names, certificates among them, is followed at once.
+        let mut p = Poller::new(Some(1));
+        p.sent(0);
+        p.answered(parse(&body), 10, S);
+        assert!(p.due(10));
     }
 
     #[test]

@@ -1,5 +1,12 @@
 //! Wall-clock formatting without a date library.
 
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Milliseconds since the Unix epoch of a host's clock reading; 0 before it.
+pub fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
 /// `2026-11-26 22:36:40 UTC` for seconds since the Unix epoch.
 pub fn utc_string(secs: u64) -> String {
     let days = secs / 86_400;

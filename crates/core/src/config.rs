@@ -100,6 +100,12 @@ pub struct Config {
     pub colo: String,
     pub server_header: String,
     pub account_header: String,
+    /// `tls.require_sni_match`: answer 421 when a TLS request's authority
+    /// names another host than the connection's SNI (`crate::tls`).
+    pub require_sni_match: bool,
+    /// `tls.redirect_http`: answer plain HTTP for a host whose answer says
+    /// `https` with a 308 to HTTPS (`crate::tls::https_location`).
+    pub redirect_http: bool,
     statuses: [u16; ErrorCode::ALL.len()],
 }
 
@@ -147,6 +153,14 @@ impl<'a> Section<'a> {
         }
     }
 
+    fn boolean(&self, key: &str, default: bool) -> Result<bool, ConfigError> {
+        match self.get(key) {
+            None => Ok(default),
+            Some(Value::Bool(b)) => Ok(*b),
+            Some(v) => Err(err(&self.key(key), format!("expected a boolean, found {}", v.kind()))),
+        }
+    }
+
     /// An integer in `range`, or `default` when absent.
     fn uint(&self, key: &str, default: u32, range: std::ops::RangeInclusive<u32>) -> Result<u32, ConfigError> {
         let Some(v) = self.get(key) else { return Ok(default) };
@@ -177,6 +191,7 @@ impl Config {
                 "server_header",
                 "account_header",
                 "status",
+                "tls",
             ],
         )?;
         let lookup = root
@@ -256,6 +271,10 @@ impl Config {
         let account_header = root.string("account_header")?.unwrap_or_else(|| "x-cname-guard-account".into());
         check_header_name("account_header", &account_header)?;
 
+        let tls = root.section("tls", &["require_sni_match", "redirect_http"])?;
+        let require_sni_match = tls.as_ref().map_or(Ok(true), |t| t.boolean("require_sni_match", true))?;
+        let redirect_http = tls.as_ref().map_or(Ok(false), |t| t.boolean("redirect_http", false))?;
+
         let mut statuses = ErrorCode::ALL.map(ErrorCode::default_status);
         if let Some(v) = root.get("status") {
             let Value::Object(members) = v else {
@@ -284,6 +303,8 @@ impl Config {
             colo,
             server_header,
             account_header: account_header.to_ascii_lowercase(),
+            require_sni_match,
+            redirect_http,
             statuses,
         })
     }
@@ -340,6 +361,8 @@ mod tests {
         assert!(c.colo.len() == 3 && c.colo.bytes().all(|b| b.is_ascii_uppercase()));
         assert_eq!(c.server_header, "cloudflare");
         assert_eq!(c.account_header, "x-cname-guard-account");
+        assert!(c.require_sni_match);
+        assert!(!c.redirect_http, "off unless asked: it changes what clients see");
         assert_eq!(c.status(ErrorCode::CnameCrossUser), 409);
         assert_eq!(c.status(ErrorCode::OriginDns), 530);
         assert_eq!(c.status(ErrorCode::DirectIp), 403);
@@ -352,7 +375,7 @@ mod tests {
                 "cache":{"ttl_seconds":5,"negative_ttl_seconds":1,"failure_ttl_seconds":2,"stale_if_error_seconds":30,"max_entries":100},
                 "failure_mode":"allow","status_on_error":502,"retry_after_seconds":1,
                 "ray":{"header":"X-Ray","colo":"ARN"},"server_header":"edge","account_header":"X-Account",
-                "status":{"1014":403,"1016":502}}"#,
+                "status":{"1014":403,"1016":502},"tls":{"require_sni_match":false,"redirect_http":true}}"#,
         )
         .expect("valid");
         assert_eq!(c.authority, "ownership.internal");
@@ -361,6 +384,8 @@ mod tests {
         assert_eq!(c.failure_mode, FailureMode::Allow);
         assert_eq!(c.ray_header, "x-ray");
         assert_eq!(c.account_header, "x-account");
+        assert!(!c.require_sni_match);
+        assert!(c.redirect_http);
         assert_eq!(c.status(ErrorCode::CnameCrossUser), 403);
         assert_eq!(c.status(ErrorCode::OriginDns), 502);
         assert_eq!(c.status(ErrorCode::DnsResolution), 409);
@@ -405,6 +430,14 @@ mod tests {
             "changes.max_backoff_ms"
         );
         assert_eq!(key_of(r#"{"lookup":{"cluster":"o"},"changes":[]}"#), "changes");
+        assert_eq!(key_of(r#"{"lookup":{"cluster":"o"},"tls":{"require_sni_match":"true"}}"#), "tls.require_sni_match");
+        assert_eq!(key_of(r#"{"lookup":{"cluster":"o"},"tls":{"require_sni_match":1}}"#), "tls.require_sni_match");
+        assert_eq!(key_of(r#"{"lookup":{"cluster":"o"},"tls":{"require_sni_match":null}}"#), "tls.require_sni_match");
+        assert_eq!(key_of(r#"{"lookup":{"cluster":"o"},"tls":{"sni":true}}"#), "tls.sni");
+        assert_eq!(key_of(r#"{"lookup":{"cluster":"o"},"tls":{"redirect_http":"true"}}"#), "tls.redirect_http");
+        assert_eq!(key_of(r#"{"lookup":{"cluster":"o"},"tls":{"redirect_http":0}}"#), "tls.redirect_http");
+        assert_eq!(key_of(r#"{"lookup":{"cluster":"o"},"tls":{"redirect_http":null}}"#), "tls.redirect_http");
+        assert_eq!(key_of(r#"{"lookup":{"cluster":"o"},"tls":true}"#), "tls");
         assert_eq!(key_of(""), "");
         assert!(parse("").unwrap_err().to_string().starts_with("invalid configuration: not JSON"));
     }
@@ -414,5 +447,12 @@ mod tests {
         let e = parse(r#"{"lookup":{"cluster":"o","timeout_ms":"5"}}"#).unwrap_err();
         let shown = e.to_string();
         assert!(shown.contains("`lookup.timeout_ms`"), "{shown}");
+        let e = parse(r#"{"lookup":{"cluster":"o"},"tls":{"require_sni_match":"yes"}}"#).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid configuration at `tls.require_sni_match`: expected a boolean, found a string"
+        );
+        let e = parse(r#"{"lookup":{"cluster":"o"},"tls":{"redirect_http":1}}"#).unwrap_err();
+        assert_eq!(e.to_string(), "invalid configuration at `tls.redirect_http`: expected a boolean, found a number");
     }
 }

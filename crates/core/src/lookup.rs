@@ -16,6 +16,9 @@ pub struct Record {
     pub origin_resolves: bool,
     pub suspended: bool,
     pub ttl: Option<u64>,
+    /// `https` (optional, default false): the host has a certificate in
+    /// service, so plain HTTP may be redirected to it (`tls.redirect_http`).
+    pub https: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,6 +66,28 @@ pub fn request_path(path: &str, host: &str) -> String {
     p
 }
 
+/// The headers of every call to the lookup service, lookup and feed poll
+/// alike, in both builds: Envoy's `dispatch_http_call` and the dynamic
+/// module's `http_callout` both require `:method`, `:path` and the
+/// authority (`:authority`, which HTTP/1.1 sends as `Host`).
+pub fn request_headers<'a>(
+    authority: &'a str,
+    path: &'a str,
+    request_id: Option<&'a str>,
+) -> Vec<(&'static str, &'a str)> {
+    let mut h = vec![
+        (":method", "GET"),
+        (":path", path),
+        (":authority", authority),
+        (":scheme", "http"),
+        ("accept", "application/json"),
+    ];
+    if let Some(id) = request_id {
+        h.push(("x-request-id", id));
+    }
+    h
+}
+
 /// Reads a callout answer. `status` is `None` when the host delivered no
 /// response headers (Envoy's way of saying timeout, reset or no upstream).
 pub fn parse_answer(status: Option<&str>, body_len: usize, body: &[u8], asked: &str) -> Result<Answer, LookupError> {
@@ -103,6 +128,11 @@ pub fn parse_answer(status: Option<&str>, body_len: usize, body: &[u8], asked: &
         ttl: match doc.get("ttl") {
             None | Some(Value::Null) => None,
             Some(v) => Some(v.as_u64().ok_or_else(|| malformed("ttl", "a non-negative integer"))?),
+        },
+        https: match doc.get("https") {
+            None => false,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => return Err(malformed("https", "a boolean")),
         },
     };
     nullable_string(&doc, "cname_target")?;
@@ -153,6 +183,21 @@ mod tests {
         assert_eq!(r.custom_hostname, None);
         assert!(r.origin_resolves && !r.suspended);
         assert_eq!(r.ttl, Some(60));
+        assert!(!r.https, "absent: no certificate in service");
+    }
+
+    #[test]
+    fn reads_https() {
+        let body = SEED.replace("\"ttl\": 60", "\"ttl\": 60, \"https\": true");
+        let Ok(Answer::Found(r)) = parse("200", &body) else { panic!("not found") };
+        assert!(r.https);
+        let body = SEED.replace("\"ttl\": 60", "\"ttl\": 60, \"https\": false");
+        let Ok(Answer::Found(r)) = parse("200", &body) else { panic!("not found") };
+        assert!(!r.https);
+        for bad in ["null", "\"true\"", "1", "[]"] {
+            let body = SEED.replace("\"ttl\": 60", &format!("\"ttl\": 60, \"https\": {bad}"));
+            assert!(matches!(parse("200", &body), Err(LookupError::Malformed(_))), "{bad}");
+        }
     }
 
     #[test]
@@ -175,7 +220,12 @@ mod tests {
     #[test]
     fn malformed_bodies_fail() {
         for body in [
-            "", "null", "[]", "{}", "not json", r#"{"host":"custom.myclientsite.com"}"#,
+            "",
+            "null",
+            "[]",
+            "{}",
+            "not json",
+            r#"{"host":"custom.myclientsite.com"}"#,
             r#"{"host":"custom.myclientsite.com","origin_resolves":"yes"}"#,
             r#"{"host":"custom.myclientsite.com","origin_resolves":true,"account":5}"#,
             r#"{"host":"custom.myclientsite.com","origin_resolves":true,"ttl":-1}"#,

@@ -11,7 +11,13 @@ pub enum Problem {
     Code(ErrorCode),
     /// The ownership lookup failed and `failure_mode` is `deny`.
     Unavailable,
+    /// 421: the request names another host than its TLS connection's SNI.
+    Misdirected,
 }
+
+/// The status of a misdirected request (RFC 9110 §15.5.20); not
+/// configurable: clients retry on a new connection only on this one.
+pub const MISDIRECTED_STATUS: u16 = 421;
 
 /// Everything a page shows.
 pub struct Page<'a> {
@@ -81,6 +87,13 @@ fn text(problem: Problem) -> Text {
             owner: &["Nothing is needed on your side: the platform's hostname lookup service is failing and is being restored."],
             retryable: true,
         },
+        Problem::Misdirected => Text {
+            title: "Misdirected Request",
+            what: "The request was sent on a connection whose TLS name (SNI) does not match the requested host, so this connection cannot serve it.",
+            visitor: "Open a new connection to the requested host and send the request again; browsers do this by themselves.",
+            owner: &["Nothing is needed on your side: the client reused a connection made for another hostname."],
+            retryable: true,
+        },
     }
 }
 
@@ -102,6 +115,7 @@ fn code_label(problem: Problem) -> String {
     match problem {
         Problem::Code(c) => c.number().to_string(),
         Problem::Unavailable => "lookup_unavailable".into(),
+        Problem::Misdirected => "misdirected".into(),
     }
 }
 
@@ -112,14 +126,11 @@ fn plain(page: &Page) -> String {
 fn html(page: &Page) -> String {
     let t = text(page.problem);
     let host = escape_html(page.host);
-    let heading = match page.problem {
-        Problem::Code(c) => format!("Error {}: {}", c.number(), t.title),
-        Problem::Unavailable => format!("Error {}: {}", page.status, t.title),
-    };
     let title_code = match page.problem {
         Problem::Code(c) => c.number().to_string(),
-        Problem::Unavailable => page.status.to_string(),
+        Problem::Unavailable | Problem::Misdirected => page.status.to_string(),
     };
+    let heading = format!("Error {title_code}: {}", t.title);
     let mut out = String::with_capacity(2048);
     let _ = write!(
         out,
@@ -153,15 +164,19 @@ fn json(page: &Page) -> String {
     let t = text(page.problem);
     let (code, name) = match page.problem {
         Problem::Code(c) => (c.number().to_string(), c.name()),
-        Problem::Unavailable => ("null".into(), t.title),
+        Problem::Unavailable | Problem::Misdirected => ("null".into(), t.title),
     };
-    let owner_action = !matches!(page.problem, Problem::Unavailable);
+    let title = match page.problem {
+        Problem::Misdirected => format!("Error {}: {name}", page.status),
+        _ => format!("Error {}: {name}", code_label(page.problem)),
+    };
+    let owner_action = matches!(page.problem, Problem::Code(_));
     format!(
         "{{\"type\":\"urn:cname-guard:error:{label}\",\"title\":{title},\"status\":{status},\"detail\":{detail},\
 \"instance\":{instance},\"error_code\":{code},\"error_name\":{name},\"ray_id\":{ray},\"host\":{host},\
 \"retryable\":{retryable},\"owner_action_required\":{owner_action}}}\n",
         label = code_label(page.problem),
-        title = json_string(&format!("Error {}: {}", code_label(page.problem), name)),
+        title = json_string(&title),
         status = page.status,
         detail = json_string(t.what),
         instance = json_string(&format!("urn:cname-guard:ray:{}", page.ray)),
@@ -237,6 +252,11 @@ mod tests {
         }
         let (_, body) = render(&Page { status: 503, ..page(Problem::Unavailable, "h.example") }, Format::Html);
         assert!(body.contains("<h1>Error 503: Ownership lookup unavailable</h1>"));
+        let (_, body) = render(&Page { status: 421, ..page(Problem::Misdirected, "h.example") }, Format::Html);
+        assert!(body.contains("<h1>Error 421: Misdirected Request</h1>"), "{body}");
+        assert!(body.contains("<title>h.example | Error 421</title>"));
+        assert!(body.contains("does not match the requested host"));
+        assert!(body.contains("new connection"));
     }
 
     #[test]
@@ -270,6 +290,26 @@ mod tests {
         assert_eq!(v["error_code"], serde_json::Value::Null);
         assert_eq!(v["retryable"], true);
         assert_eq!(v["owner_action_required"], false);
+    }
+
+    #[test]
+    fn misdirected_in_every_format() {
+        let p = Page { status: MISDIRECTED_STATUS, ..page(Problem::Misdirected, "b.example") };
+        let (ct, body) = render(&p, Format::Json);
+        assert_eq!(ct, "application/problem+json");
+        let v: serde_json::Value = serde_json::from_str(&body).expect("valid JSON");
+        assert_eq!(v["status"], 421);
+        assert_eq!(v["title"], "Error 421: Misdirected Request");
+        assert_eq!(v["type"], "urn:cname-guard:error:misdirected");
+        assert_eq!(v["error_code"], serde_json::Value::Null);
+        assert_eq!(v["error_name"], "Misdirected Request");
+        assert_eq!(v["host"], "b.example");
+        assert_eq!(v["retryable"], true);
+        assert_eq!(v["owner_action_required"], false);
+        assert!(v["detail"].as_str().is_some_and(|d| d.contains("TLS name (SNI)")));
+        let (ct, body) = render(&p, Format::Text);
+        assert_eq!(ct, "text/plain; charset=UTF-8");
+        assert_eq!(body, "error code: misdirected\n");
     }
 
     #[test]

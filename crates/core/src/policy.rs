@@ -54,13 +54,38 @@ mod tests {
 
     #[test]
     fn ttls_per_kind() {
-        let found = Record { account: Some("a".into()), target_account: None, custom_hostname: None, origin_resolves: true, suspended: false, ttl: Some(600) };
+        let found = Record {
+            account: Some("a".into()),
+            target_account: None,
+            custom_hostname: None,
+            origin_resolves: true,
+            suspended: false,
+            ttl: Some(600),
+            https: false,
+        };
         let e = entry_for(&cfg(), &Ok(Answer::Found(found)), 1_000).expect("cached");
         assert_eq!((e.fresh_until, e.stale_until), (61_000, 91_000));
         let e = entry_for(&cfg(), &Ok(Answer::Unknown), 1_000).expect("cached");
         assert_eq!(e.verdict, Some(Verdict::Deny(ErrorCode::DnsResolution)));
         assert_eq!(e.fresh_until, 6_000);
         assert_eq!(entry_for(&cfg(), &Err(LookupError::NoResponse), 1_000), None);
+    }
+
+    #[test]
+    fn the_cached_entry_keeps_https() {
+        let found = Record {
+            account: Some("a".into()),
+            target_account: None,
+            custom_hostname: None,
+            origin_resolves: true,
+            suspended: false,
+            ttl: None,
+            https: true,
+        };
+        let e = entry_for(&cfg(), &Ok(Answer::Found(found)), 1_000).expect("cached");
+        assert_eq!(e.verdict, Some(Verdict::Allow { account: "a".into(), https: true }));
+        // Through the slot table too.
+        assert_eq!(Entry::decode(&e.encode("h.example"), "h.example"), Some(e));
     }
 
     #[test]

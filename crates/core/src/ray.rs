@@ -1,5 +1,15 @@
 //! Ray ids: `<16 lowercase hex>-<COLO>`, fresh for every error response.
 
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+
+/// A per-VM (per-thread) seed: the process's hash randomness mixed with the clock.
+pub fn seed(now_ms: u64) -> u64 {
+    let mut h = RandomState::new().build_hasher();
+    h.write_u64(now_ms);
+    h.finish()
+}
+
 /// A small xorshift64* generator; ray ids need to be unique, not secret.
 pub struct RayGen {
     state: u64,

@@ -16,6 +16,8 @@ pub struct Ids<T> {
     pub allowed: T,
     pub denied: [T; ErrorCode::ALL.len()],
     pub bad_request: T,
+    pub misdirected: T,
+    pub redirected_https: T,
     pub failure_mode_denied: T,
     pub failure_mode_allowed: T,
     pub cache_hits: T,
@@ -44,6 +46,8 @@ impl<T> Ids<T> {
             allowed: f(Counter, "cname_guard.allowed"),
             denied: ErrorCode::ALL.map(|c| f(Counter, &format!("cname_guard.denied_{}", c.number()))),
             bad_request: f(Counter, "cname_guard.bad_request"),
+            misdirected: f(Counter, "cname_guard.misdirected"),
+            redirected_https: f(Counter, "cname_guard.redirected_https"),
             failure_mode_denied: f(Counter, "cname_guard.failure_mode_denied"),
             failure_mode_allowed: f(Counter, "cname_guard.failure_mode_allowed"),
             cache_hits: f(Counter, "cname_guard.cache.hits"),
@@ -79,5 +83,7 @@ mod tests {
         assert_eq!(names.len(), n);
         assert!(names.iter().all(|n| n.starts_with("cname_guard.")));
         assert!(names.contains(&"cname_guard.denied_1014".to_string()));
+        assert!(names.contains(&"cname_guard.misdirected".to_string()));
+        assert!(names.contains(&"cname_guard.redirected_https".to_string()));
     }
 }

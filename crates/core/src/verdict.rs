@@ -62,9 +62,21 @@ impl ErrorCode {
 /// The decision for one host.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
-    /// Continue to routing, stamped with the serving account.
-    Allow(String),
+    /// Continue to routing, stamped with the serving account. `https`: the
+    /// answer said the host has a certificate in service, so a plain HTTP
+    /// request may be redirected to HTTPS instead (`tls.redirect_http`).
+    Allow {
+        account: String,
+        https: bool,
+    },
     Deny(ErrorCode),
+}
+
+impl Verdict {
+    /// An allow whose answer says the host is served over HTTPS.
+    pub fn https(&self) -> bool {
+        matches!(self, Verdict::Allow { https: true, .. })
+    }
 }
 
 /// Applies the verdict table, in order, to a lookup answer.
@@ -98,7 +110,7 @@ fn decide_record(r: &Record) -> Verdict {
     if r.suspended {
         return Verdict::Deny(ErrorCode::NotServing);
     }
-    Verdict::Allow(serving.clone())
+    Verdict::Allow { account: serving.clone(), https: r.https }
 }
 
 #[cfg(test)]
@@ -113,7 +125,11 @@ mod tests {
             origin_resolves: true,
             suspended: false,
             ttl: None,
+            https: false,
         }
+    }
+    fn allow(account: &str) -> Verdict {
+        Verdict::Allow { account: account.into(), https: false }
     }
     fn found(r: Record) -> Verdict {
         decide(&Answer::Found(r))
@@ -166,10 +182,25 @@ mod tests {
 
     #[test]
     fn rule6_allow_with_serving_account() {
-        assert_eq!(found(rec(Some("a"), None, None)), Verdict::Allow("a".into()));
-        assert_eq!(found(rec(Some("a"), Some("a"), None)), Verdict::Allow("a".into()));
-        assert_eq!(found(rec(Some("a"), Some("b"), Some("active"))), Verdict::Allow("b".into()));
-        assert_eq!(found(rec(None, Some("b"), Some("active"))), Verdict::Allow("b".into()));
+        assert_eq!(found(rec(Some("a"), None, None)), allow("a"));
+        assert_eq!(found(rec(Some("a"), Some("a"), None)), allow("a"));
+        assert_eq!(found(rec(Some("a"), Some("b"), Some("active"))), allow("b"));
+        assert_eq!(found(rec(None, Some("b"), Some("active"))), allow("b"));
+    }
+
+    #[test]
+    fn https_rides_on_an_allow_only() {
+        let mut r = rec(Some("a"), Some("b"), Some("active"));
+        r.https = true;
+        let v = found(r.clone());
+        assert_eq!(v, Verdict::Allow { account: "b".into(), https: true });
+        assert!(v.https());
+        // A denial has nothing to redirect to, whatever the answer says.
+        r.custom_hostname = Some("blocked".into());
+        assert_eq!(found(r.clone()), DENY_1014);
+        assert!(!found(r).https());
+        assert!(!allow("a").https());
+        assert!(!decide(&Answer::Unknown).https());
     }
 
     #[test]

@@ -4,7 +4,9 @@
 //! panics (`guard`) so none crosses into Envoy.
 
 use crate::module;
+use cname_guard_core::stats::Kind;
 use std::ffi::c_void;
+use std::marker::PhantomData;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 /// `envoy_dynamic_module_type_{envoy,module}_buffer`: a pointer and a length.
@@ -50,6 +52,19 @@ impl Hdr {
 }
 
 const REQUEST_HEADER: u32 = 0;
+/// `envoy_dynamic_module_type_attribute_id_ConnectionRequestedServerName`:
+/// its ordinal in ABI v0.2.0's attribute-id enum (`connection.requested_server_name`).
+/// A wrong ordinal would silently read another attribute; tests/e2e_tls.rs
+/// checks this one against a real Envoy 1.40 (SNI equal to the host passes,
+/// another host gets 421).
+const ATTRIBUTE_REQUESTED_SERVER_NAME: u32 = 30;
+/// `envoy_dynamic_module_type_attribute_id_ConnectionTlsVersion`, the next
+/// ordinal (`connection.tls_version`): "TLSv1.3" on the shipped HTTPS
+/// listener, absent on plain HTTP (Envoy 1.40.0). tests/e2e_tls.rs holds
+/// it: plain HTTP is redirected to HTTPS only if this reads nothing there,
+/// and an HTTP/1.1 request over TLS whose `:scheme` says http (from its
+/// `x-forwarded-proto`) is not redirected only if it reads the version.
+const ATTRIBUTE_TLS_VERSION: u32 = 31;
 const METRICS_SUCCESS: u32 = 0;
 const CALLOUT_INIT_SUCCESS: u32 = 0;
 const CALLOUT_SUCCESS: u32 = 0;
@@ -65,6 +80,7 @@ extern "C" {
     fn envoy_dynamic_module_callback_log(level: u32, message: Buf);
     fn envoy_dynamic_module_callback_http_get_header(f: *mut c_void, kind: u32, key: Buf, out: *mut Buf, index: usize, count: *mut usize) -> bool;
     fn envoy_dynamic_module_callback_http_set_header(f: *mut c_void, kind: u32, key: Buf, value: Buf) -> bool;
+    fn envoy_dynamic_module_callback_http_filter_get_attribute_string(f: *mut c_void, id: u32, out: *mut Buf) -> bool;
     fn envoy_dynamic_module_callback_http_send_response(f: *mut c_void, status: u32, headers: *mut Hdr, n: usize, body: Buf, details: Buf);
     fn envoy_dynamic_module_callback_http_filter_continue_decoding(f: *mut c_void);
     fn envoy_dynamic_module_callback_http_filter_config_define_counter(c: *mut c_void, name: Buf, labels: *mut Buf, n: usize, id: *mut usize) -> u32;
@@ -99,75 +115,108 @@ pub fn log(level: Level, msg: &str) {
     unsafe { envoy_dynamic_module_callback_log(level as u32, Buf::of(msg.as_bytes())) }
 }
 
-/// Metric kinds for `ConfigHandle::define`.
-#[derive(Clone, Copy)]
-pub enum MetricKind {
-    Counter,
-    Gauge,
-    Histogram,
+/// The two Envoy objects cname-guard counts, schedules and calls out on:
+/// the filter config (`OnConfig`: the config-level hooks, main thread) and
+/// one HTTP stream (`OnStream`: the stream's hooks, its worker). The ABI
+/// has one entry point per object for each; the wrappers on `Handle` and
+/// `Scheduler` are written once over them.
+pub trait Scope {
+    const INCREMENT_COUNTER: SetMetric;
+    const SET_GAUGE: SetMetric;
+    const SCHEDULER_NEW: unsafe extern "C" fn(*mut c_void) -> *mut c_void;
+    const SCHEDULER_COMMIT: unsafe extern "C" fn(*mut c_void, u64);
+    const SCHEDULER_DELETE: unsafe extern "C" fn(*mut c_void);
+    const HTTP_CALLOUT: HttpCallout;
 }
+
+/// `(object, metric id, labels, label count, value) -> result`.
+type SetMetric = unsafe extern "C" fn(*mut c_void, usize, *mut Buf, usize, u64) -> u32;
+/// `(object, out id, cluster, headers, header count, body, timeout ms) -> result`.
+type HttpCallout = unsafe extern "C" fn(*mut c_void, *mut u64, Buf, *mut Hdr, usize, Buf, u64) -> u32;
+
+/// The filter config: a scheduler's `commit` ends up in
+/// `on_http_filter_config_scheduled` on the main thread, a callout's answer
+/// (not tied to any request) in `on_http_filter_config_http_callout_done`.
+#[derive(Clone, Copy)]
+pub enum OnConfig {}
+
+impl Scope for OnConfig {
+    const INCREMENT_COUNTER: SetMetric = envoy_dynamic_module_callback_http_filter_config_increment_counter;
+    const SET_GAUGE: SetMetric = envoy_dynamic_module_callback_http_filter_config_set_gauge;
+    const SCHEDULER_NEW: unsafe extern "C" fn(*mut c_void) -> *mut c_void = envoy_dynamic_module_callback_http_filter_config_scheduler_new;
+    const SCHEDULER_COMMIT: unsafe extern "C" fn(*mut c_void, u64) = envoy_dynamic_module_callback_http_filter_config_scheduler_commit;
+    const SCHEDULER_DELETE: unsafe extern "C" fn(*mut c_void) = envoy_dynamic_module_callback_http_filter_config_scheduler_delete;
+    const HTTP_CALLOUT: HttpCallout = envoy_dynamic_module_callback_http_filter_config_http_callout;
+}
+
+/// One HTTP stream: a scheduler's `commit` ends up in
+/// `on_http_filter_scheduled` on the stream's own worker, a callout's answer
+/// in `on_http_filter_http_callout_done`. Envoy's stream scheduler holds
+/// only a weak reference to its stream, so committing after the stream is
+/// gone is a no-op.
+#[derive(Clone, Copy)]
+pub enum OnStream {}
+
+impl Scope for OnStream {
+    const INCREMENT_COUNTER: SetMetric = envoy_dynamic_module_callback_http_filter_increment_counter;
+    const SET_GAUGE: SetMetric = envoy_dynamic_module_callback_http_filter_set_gauge;
+    const SCHEDULER_NEW: unsafe extern "C" fn(*mut c_void) -> *mut c_void = envoy_dynamic_module_callback_http_filter_scheduler_new;
+    const SCHEDULER_COMMIT: unsafe extern "C" fn(*mut c_void, u64) = envoy_dynamic_module_callback_http_filter_scheduler_commit;
+    const SCHEDULER_DELETE: unsafe extern "C" fn(*mut c_void) = envoy_dynamic_module_callback_http_filter_scheduler_delete;
+    const HTTP_CALLOUT: HttpCallout = envoy_dynamic_module_callback_http_filter_http_callout;
+}
+
+/// An Envoy object of scope `S`, valid only inside the hook it came with
+/// (a config hook on the main thread, or one of the stream's hooks).
+#[derive(Clone, Copy)]
+pub struct Handle<S>(*mut c_void, PhantomData<S>);
 
 /// The Envoy filter config, valid during `on_http_filter_config_new` and
 /// the config-level hooks (main thread) it is handed to.
-#[derive(Clone, Copy)]
-pub struct ConfigHandle(*mut c_void);
+pub type ConfigHandle = Handle<OnConfig>;
 
-impl ConfigHandle {
-    /// A metric id, or `None` if Envoy refused it (metrics never fail a request).
-    pub fn define(&self, kind: MetricKind, name: &str) -> Option<usize> {
-        let mut id = 0usize;
-        let name = Buf::of(name.as_bytes());
-        // SAFETY: `self.0` is the config pointer of the running config_new
-        // hook; no labels (null, 0); `id` is a valid out-pointer.
-        let r = unsafe {
-            match kind {
-                MetricKind::Counter => envoy_dynamic_module_callback_http_filter_config_define_counter(self.0, name, std::ptr::null_mut(), 0, &mut id),
-                MetricKind::Gauge => envoy_dynamic_module_callback_http_filter_config_define_gauge(self.0, name, std::ptr::null_mut(), 0, &mut id),
-                MetricKind::Histogram => envoy_dynamic_module_callback_http_filter_config_define_histogram(self.0, name, std::ptr::null_mut(), 0, &mut id),
-            }
-        };
-        (r == METRICS_SUCCESS).then_some(id)
+/// One HTTP stream's Envoy filter, valid only inside the hook it came with.
+pub type Stream = Handle<OnStream>;
+
+impl<S: Scope> Handle<S> {
+    fn of(p: *mut c_void) -> Handle<S> {
+        Handle(p, PhantomData)
     }
 
     pub fn count(&self, id: Option<usize>, n: u64) {
         if let Some(id) = id {
-            // SAFETY: live config pointer of a config hook; id from this config; no labels.
-            unsafe { envoy_dynamic_module_callback_http_filter_config_increment_counter(self.0, id, std::ptr::null_mut(), 0, n) };
+            // SAFETY: live pointer of the running hook of this scope; the id
+            // came from this config; no labels.
+            unsafe { S::INCREMENT_COUNTER(self.0, id, std::ptr::null_mut(), 0, n) };
         }
     }
 
     pub fn gauge_set(&self, id: Option<usize>, v: u64) {
         if let Some(id) = id {
             // SAFETY: as for `count`.
-            unsafe { envoy_dynamic_module_callback_http_filter_config_set_gauge(self.0, id, std::ptr::null_mut(), 0, v) };
+            unsafe { S::SET_GAUGE(self.0, id, std::ptr::null_mut(), 0, v) };
         }
     }
 
-    /// A scheduler of this config: `commit` from any thread ends up in
-    /// `on_http_filter_config_scheduled` on the main thread.
-    pub fn scheduler(&self) -> Option<ConfigScheduler> {
-        // SAFETY: live config pointer; the result is ours (deleted in Drop).
-        let s = unsafe { envoy_dynamic_module_callback_http_filter_config_scheduler_new(self.0) };
-        (!s.is_null()).then_some(ConfigScheduler(s))
+    /// A scheduler of this config or stream (see `OnConfig`, `OnStream` for
+    /// where a `commit` from any thread ends up).
+    pub fn scheduler(&self) -> Option<Scheduler<S>> {
+        // SAFETY: live pointer of the running hook; the result is ours
+        // (deleted in Drop).
+        let s = unsafe { S::SCHEDULER_NEW(self.0) };
+        (!s.is_null()).then_some(Scheduler(s, PhantomData))
     }
 
-    /// A callout not tied to any request; its answer comes to
-    /// `on_http_filter_config_http_callout_done`.
+    /// Starts a callout (see `OnConfig`, `OnStream` for the hook its answer
+    /// comes to).
     pub fn callout(&self, cluster: &str, headers: &[(&str, &str)], timeout_ms: u64) -> Result<u64, u32> {
         let mut hs: Vec<Hdr> = headers.iter().map(|(k, v)| Hdr::of(k, v)).collect();
         let mut id = 0u64;
-        // SAFETY: live config pointer on the main thread; every buffer outlives
-        // the call and Envoy copies the request; `id` is a valid out-pointer.
+        // SAFETY: live pointer of the running hook, on its thread; every
+        // buffer outlives the call and Envoy copies the request; `id` is a
+        // valid out-pointer.
         let r = unsafe {
-            envoy_dynamic_module_callback_http_filter_config_http_callout(
-                self.0,
-                &mut id,
-                Buf::of(cluster.as_bytes()),
-                hs.as_mut_ptr(),
-                hs.len(),
-                Buf::NULL,
-                timeout_ms,
-            )
+            S::HTTP_CALLOUT(self.0, &mut id, Buf::of(cluster.as_bytes()), hs.as_mut_ptr(), hs.len(), Buf::NULL, timeout_ms)
         };
         if r == CALLOUT_INIT_SUCCESS {
             Ok(id)
@@ -177,33 +226,25 @@ impl ConfigHandle {
     }
 }
 
-/// A config's scheduler (the feed's timer posts through it).
-pub struct ConfigScheduler(*mut c_void);
-
-// SAFETY: as for `Scheduler`: commit is thread-safe, delete happens once.
-unsafe impl Send for ConfigScheduler {}
-// SAFETY: `commit` takes `&self` and the Envoy side is thread-safe.
-unsafe impl Sync for ConfigScheduler {}
-
-impl ConfigScheduler {
-    pub fn commit(&self, event: u64) {
-        // SAFETY: `self.0` is a live config scheduler (not yet deleted).
-        unsafe { envoy_dynamic_module_callback_http_filter_config_scheduler_commit(self.0, event) }
+impl Handle<OnConfig> {
+    /// A metric id, or `None` if Envoy refused it (metrics never fail a request).
+    pub fn define(&self, kind: Kind, name: &str) -> Option<usize> {
+        let mut id = 0usize;
+        let name = Buf::of(name.as_bytes());
+        // SAFETY: `self.0` is the config pointer of the running config_new
+        // hook; no labels (null, 0); `id` is a valid out-pointer.
+        let r = unsafe {
+            match kind {
+                Kind::Counter => envoy_dynamic_module_callback_http_filter_config_define_counter(self.0, name, std::ptr::null_mut(), 0, &mut id),
+                Kind::Gauge => envoy_dynamic_module_callback_http_filter_config_define_gauge(self.0, name, std::ptr::null_mut(), 0, &mut id),
+                Kind::Histogram => envoy_dynamic_module_callback_http_filter_config_define_histogram(self.0, name, std::ptr::null_mut(), 0, &mut id),
+            }
+        };
+        (r == METRICS_SUCCESS).then_some(id)
     }
 }
 
-impl Drop for ConfigScheduler {
-    fn drop(&mut self) {
-        // SAFETY: created by config_scheduler_new, deleted once, here.
-        unsafe { envoy_dynamic_module_callback_http_filter_config_scheduler_delete(self.0) }
-    }
-}
-
-/// One HTTP stream's Envoy filter, valid only inside the hook it came with.
-#[derive(Clone, Copy)]
-pub struct Stream(*mut c_void);
-
-impl Stream {
+impl Handle<OnStream> {
     /// The first value of a request header, copied.
     pub fn request_header(&self, name: &str) -> Option<Vec<u8>> {
         let mut out = Buf::NULL;
@@ -217,6 +258,32 @@ impl Stream {
         }
         // SAFETY: Envoy filled `out` with a header value valid for this hook.
         Some(unsafe { out.bytes() }.to_vec())
+    }
+
+    /// The TLS SNI of the stream's connection, copied; `None` on plain HTTP
+    /// and on TLS without SNI (Envoy reports an empty name as absent).
+    pub fn requested_server_name(&self) -> Option<Vec<u8>> {
+        self.attribute_string(ATTRIBUTE_REQUESTED_SERVER_NAME)
+    }
+
+    /// The TLS version of the stream's connection ("TLSv1.3"), copied;
+    /// `None` on plain HTTP.
+    pub fn tls_version(&self) -> Option<Vec<u8>> {
+        self.attribute_string(ATTRIBUTE_TLS_VERSION)
+    }
+
+    /// A string attribute of the stream, copied; `None` when absent or empty.
+    fn attribute_string(&self, id: u32) -> Option<Vec<u8>> {
+        let mut out = Buf::NULL;
+        // SAFETY: the stream pointer is live for this hook; `out` is a valid
+        // out-pointer Envoy fills only when it returns true.
+        let found = unsafe { envoy_dynamic_module_callback_http_filter_get_attribute_string(self.0, id, &mut out) };
+        if !found {
+            return None;
+        }
+        // SAFETY: Envoy filled `out` with a string of the connection, valid
+        // for this hook; a null or empty one reads as empty.
+        Some(unsafe { out.bytes() }.to_vec()).filter(|s| !s.is_empty())
     }
 
     /// Sets a request header, or removes it with `None`.
@@ -247,82 +314,39 @@ impl Stream {
         unsafe { envoy_dynamic_module_callback_http_filter_continue_decoding(self.0) }
     }
 
-    pub fn count(&self, id: Option<usize>, n: u64) {
-        if let Some(id) = id {
-            // SAFETY: live stream pointer; the id came from this config; no labels.
-            unsafe { envoy_dynamic_module_callback_http_filter_increment_counter(self.0, id, std::ptr::null_mut(), 0, n) };
-        }
-    }
-
-    pub fn gauge_set(&self, id: Option<usize>, v: u64) {
-        if let Some(id) = id {
-            // SAFETY: as for `count`.
-            unsafe { envoy_dynamic_module_callback_http_filter_set_gauge(self.0, id, std::ptr::null_mut(), 0, v) };
-        }
-    }
-
     pub fn record(&self, id: Option<usize>, v: u64) {
         if let Some(id) = id {
             // SAFETY: as for `count`.
             unsafe { envoy_dynamic_module_callback_http_filter_record_histogram_value(self.0, id, std::ptr::null_mut(), 0, v) };
         }
     }
-
-    /// A scheduler for this stream: `commit` from any thread ends up in
-    /// `on_http_filter_scheduled` on the stream's own worker.
-    pub fn scheduler(&self) -> Option<Scheduler> {
-        // SAFETY: live stream pointer; the result is owned by us (deleted in Drop).
-        let s = unsafe { envoy_dynamic_module_callback_http_filter_scheduler_new(self.0) };
-        (!s.is_null()).then_some(Scheduler(s))
-    }
-
-    /// Starts a callout; its answer comes to `on_http_filter_http_callout_done`.
-    pub fn callout(&self, cluster: &str, headers: &[(&str, &str)], timeout_ms: u64) -> Result<u64, u32> {
-        let mut hs: Vec<Hdr> = headers.iter().map(|(k, v)| Hdr::of(k, v)).collect();
-        let mut id = 0u64;
-        // SAFETY: live stream pointer; every buffer outlives the call and Envoy
-        // copies the request; `id` is a valid out-pointer.
-        let r = unsafe {
-            envoy_dynamic_module_callback_http_filter_http_callout(
-                self.0,
-                &mut id,
-                Buf::of(cluster.as_bytes()),
-                hs.as_mut_ptr(),
-                hs.len(),
-                Buf::NULL,
-                timeout_ms,
-            )
-        };
-        if r == CALLOUT_INIT_SUCCESS {
-            Ok(id)
-        } else {
-            Err(r)
-        }
-    }
 }
 
-/// A stream's scheduler. Envoy's scheduler holds only a weak reference to
-/// its stream, so committing after the stream is gone is a no-op; it is
-/// deleted when the last holder drops it.
-pub struct Scheduler(*mut c_void);
+/// A scheduler of a config (the feed's timer posts through it) or of a
+/// stream (a waiting stream is resumed through it); deleted when the last
+/// holder drops it.
+pub struct Scheduler<S: Scope>(*mut c_void, PhantomData<S>);
+
+/// The feed's timer.
+pub type ConfigScheduler = Scheduler<OnConfig>;
 
 // SAFETY: the ABI documents `scheduler_commit` as callable from any thread,
 // and the object is deleted exactly once (Drop).
-unsafe impl Send for Scheduler {}
+unsafe impl<S: Scope> Send for Scheduler<S> {}
 // SAFETY: `commit` takes `&self` and the Envoy side is thread-safe.
-unsafe impl Sync for Scheduler {}
+unsafe impl<S: Scope> Sync for Scheduler<S> {}
 
-impl Scheduler {
+impl<S: Scope> Scheduler<S> {
     pub fn commit(&self, event: u64) {
         // SAFETY: `self.0` is a live scheduler (not yet deleted).
-        unsafe { envoy_dynamic_module_callback_http_filter_scheduler_commit(self.0, event) }
+        unsafe { S::SCHEDULER_COMMIT(self.0, event) }
     }
 }
 
-impl Drop for Scheduler {
+impl<S: Scope> Drop for Scheduler<S> {
     fn drop(&mut self) {
-        // SAFETY: created by scheduler_new, deleted once, here.
-        unsafe { envoy_dynamic_module_callback_http_filter_scheduler_delete(self.0) }
+        // SAFETY: created by this scope's scheduler_new, deleted once, here.
+        unsafe { S::SCHEDULER_DELETE(self.0) }
     }
 }
 
@@ -372,7 +396,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_new(c: *mut c_void,
     guard("config_new", std::ptr::null(), || {
         // SAFETY: both buffers are Envoy's, valid for this hook.
         let (name, cfg) = unsafe { (name.bytes(), cfg.bytes()) };
-        match module::FilterConfig::new(&ConfigHandle(c), name, cfg) {
+        match module::FilterConfig::new(&ConfigHandle::of(c), name, cfg) {
             Some(fc) => Box::into_raw(Box::new(fc)) as *const c_void,
             None => std::ptr::null(),
         }
@@ -405,7 +429,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_new(c: *const c_void, _f: 
 
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(f: *mut c_void, m: *const c_void, _end: bool) -> u32 {
-    let s = Stream(f);
+    let s = Stream::of(f);
     let Some(filter) = filter(m) else { return HEADERS_CONTINUE };
     let fallback = filter.fallback_status();
     match catch_unwind(AssertUnwindSafe(|| filter.on_request_headers(s))) {
@@ -438,7 +462,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_http_callout_done(
     chunks: *const Buf,
     chunks_size: usize,
 ) {
-    let s = Stream(f);
+    let s = Stream::of(f);
     guard("http_callout_done", (), || {
         let Some(filter) = filter(m) else { return };
         // SAFETY: Envoy's arrays for this hook.
@@ -484,7 +508,7 @@ unsafe fn read_response(result: u32, headers: *const Hdr, headers_size: usize, c
 
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_scheduled(f: *mut c_void, m: *const c_void, event: u64) {
-    let s = Stream(f);
+    let s = Stream::of(f);
     guard("scheduled", (), || {
         if let Some(filter) = filter(m) {
             filter.on_scheduled(s, event);
@@ -524,7 +548,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_per_route_config_destroy(_
 pub extern "C" fn envoy_dynamic_module_on_http_filter_config_scheduled(c: *mut c_void, p: *const c_void, e: u64) {
     guard("config_scheduled", (), || {
         if let Some(fc) = config(p) {
-            fc.on_scheduled(ConfigHandle(c), e);
+            fc.on_scheduled(ConfigHandle::of(c), e);
         }
     })
 }
@@ -544,7 +568,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_http_callout_done(
         let Some(fc) = config(p) else { return };
         // SAFETY: Envoy's arrays for this hook.
         let resp = unsafe { read_response(result, headers, headers_size, chunks, chunks_size, cname_guard_core::changes::MAX_BODY) };
-        fc.on_feed_done(ConfigHandle(c), id, resp);
+        fc.on_feed_done(ConfigHandle::of(c), id, resp);
     })
 }
 #[no_mangle]

@@ -13,7 +13,7 @@ pub trait Wake: Send + Sync {
 }
 
 #[cfg(not(test))]
-impl Wake for crate::ffi::Scheduler {
+impl<S: crate::ffi::Scope> Wake for crate::ffi::Scheduler<S> {
     fn wake(&self, event: u64) {
         self.commit(event)
     }
@@ -179,9 +179,12 @@ mod tests {
         let Some(Join::Wait(waiter)) = f.join("h", 2, 100, w) else { panic!("should wait") };
         f.settle("h", 99, None); // not the leader: ignored
         assert_eq!(seen.load(Ordering::SeqCst), 0);
-        f.settle("h", 1, Some(Verdict::Allow("a".into())));
+        f.settle("h", 1, Some(Verdict::Allow { account: "a".into(), https: true }));
         assert_eq!(seen.load(Ordering::SeqCst), EV_SETTLED);
-        assert_eq!(*waiter.outcome.lock().expect("lock"), Some(Some(Verdict::Allow("a".into()))));
+        assert_eq!(
+            *waiter.outcome.lock().expect("lock"),
+            Some(Some(Verdict::Allow { account: "a".into(), https: true }))
+        );
         assert_eq!(f.in_flight(), 0);
     }
 

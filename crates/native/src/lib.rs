@@ -8,6 +8,7 @@
 //! - `feed`: the change-feed poller (main thread, config-level callouts).
 //! - `flight`: lookups in flight shared by all workers (coalescing).
 //! - `metrics`: counter, gauge and histogram ids.
+//! - `host`: core's `Host` (clock, counters, log, ray ids) over the ABI.
 
 // The glue links against symbols only Envoy provides, so unit tests
 // (a plain executable) cover the pure parts only.
@@ -16,6 +17,8 @@ mod feed;
 #[cfg(not(test))]
 mod ffi;
 pub mod flight;
+#[cfg(not(test))]
+mod host;
 #[cfg(not(test))]
 mod metrics;
 #[cfg(not(test))]

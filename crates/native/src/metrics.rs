@@ -2,20 +2,13 @@
 //! frozen afterwards) from the shared list in `cname_guard_core::stats`;
 //! Envoy shows them under its dynamic-module stats prefix.
 
-use crate::ffi::{ConfigHandle, MetricKind, Stream};
-use cname_guard_core::stats::{Ids, Kind};
+use crate::ffi::{ConfigHandle, Stream};
+use cname_guard_core::stats::Ids;
 
 pub type Metrics = Ids<Option<usize>>;
 
 pub fn define(c: &ConfigHandle) -> Metrics {
-    Ids::define(|kind, name| {
-        let kind = match kind {
-            Kind::Counter => MetricKind::Counter,
-            Kind::Gauge => MetricKind::Gauge,
-            Kind::Histogram => MetricKind::Histogram,
-        };
-        c.define(kind, name)
-    })
+    Ids::define(|kind, name| c.define(kind, name))
 }
 
 /// Counting against one stream.

@@ -2,31 +2,35 @@
 //! and the per-stream filter: thin glue over `cname-guard-core`.
 
 use crate::feed::{Feed, EV_FEED};
-use crate::ffi::{self, CalloutResponse, ConfigHandle, Level, Stream, BODY_CONTINUE, BODY_STOP_AND_BUFFER, HEADERS_CONTINUE, HEADERS_STOP_ITERATION, TRAILERS_CONTINUE, TRAILERS_STOP};
-use crate::flight::{Flights, Join, Wake, Waiter, EV_RETRY, EV_SETTLED, EV_TIMEOUT};
+use crate::ffi::{
+    self, CalloutResponse, ConfigHandle, Level, OnStream, Stream, BODY_CONTINUE, BODY_STOP_AND_BUFFER,
+    HEADERS_CONTINUE, HEADERS_STOP_ITERATION, TRAILERS_CONTINUE, TRAILERS_STOP,
+};
+use crate::flight::{Flights, Join, Waiter, Wake, EV_RETRY, EV_SETTLED, EV_TIMEOUT};
+use crate::host::Native;
 use crate::metrics::{self, inc, Metrics};
-use cname_guard_core::accept::{self, Format};
-use cname_guard_core::authority::{self, Authority};
-use cname_guard_core::cache::{Entry, LocalCache};
+use cname_guard_core::accept::Format;
+use cname_guard_core::cache::{Entry, Inserted, LocalCache};
+use cname_guard_core::clock;
 use cname_guard_core::config::{Config, FailureMode};
+use cname_guard_core::incoming;
 use cname_guard_core::lookup::{self, LookupError};
 use cname_guard_core::page::Problem;
-use cname_guard_core::policy::{self, GRACE_MS};
-use cname_guard_core::ray::RayGen;
+use cname_guard_core::policy::GRACE_MS;
+use cname_guard_core::ray::{self, RayGen};
+use cname_guard_core::request::{self, Act, Asker};
 use cname_guard_core::respond::{self, Reply};
-use cname_guard_core::verdict::{ErrorCode, Verdict};
+use cname_guard_core::verdict::Verdict;
 use std::cell::RefCell;
-use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hasher};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 /// How often the deadline thread looks for paused requests past their deadline.
 const DEADLINE_TICK: Duration = Duration::from_millis(50);
 
 pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    clock::unix_ms(SystemTime::now())
 }
 
 /// What all workers of one filter config share.
@@ -49,7 +53,13 @@ impl FilterConfig {
     /// `None` refuses the filter config; the reason is logged with the key.
     pub fn new(c: &ConfigHandle, name: &[u8], raw: &[u8]) -> Option<FilterConfig> {
         if name != b"cname_guard" {
-            ffi::log(Level::Error, &format!("cname-guard: unknown filter_name {:?} (expected \"cname_guard\")", String::from_utf8_lossy(name)));
+            ffi::log(
+                Level::Error,
+                &format!(
+                    "cname-guard: unknown filter_name {:?} (expected \"cname_guard\")",
+                    String::from_utf8_lossy(name)
+                ),
+            );
             return None;
         }
         let cfg = match Config::parse(raw) {
@@ -79,7 +89,8 @@ impl FilterConfig {
             wake_thread: Condvar::new(),
         });
         let t = st.clone();
-        let deadlines = std::thread::Builder::new().name("cname-guard-deadlines".into()).spawn(move || deadline_loop(&t));
+        let deadlines =
+            std::thread::Builder::new().name("cname-guard-deadlines".into()).spawn(move || deadline_loop(&t));
         match deadlines {
             Ok(h) => Some(FilterConfig { st, deadlines: Some(h) }),
             Err(e) => {
@@ -100,7 +111,7 @@ fn deadline_loop(st: &State) {
         };
         let now = now_ms();
         st.flights.expire(now);
-        st.feed.tick(now);
+        st.feed.tick(&st.cfg, now);
     }
 }
 
@@ -130,22 +141,13 @@ impl Drop for FilterConfig {
 }
 
 thread_local! {
-    static RAYS: RefCell<RayGen> = RefCell::new({
-        let mut h = RandomState::new().build_hasher();
-        h.write_u64(now_ms());
-        RayGen::new(h.finish())
-    });
+    static RAYS: RefCell<RayGen> = RefCell::new(RayGen::new(ray::seed(now_ms())));
 }
 
-fn ray_id(colo: &str) -> String {
-    RAYS.with(|r| r.try_borrow_mut().map(|mut r| r.ray_id(colo)).unwrap_or_else(|_| format!("{:016x}-{colo}", now_ms())))
-}
-
-/// What to do with one request.
-enum Act {
-    Allow(String),
-    FailOpen,
-    Reply(Reply),
+pub fn ray_id(colo: &str) -> String {
+    RAYS.with(|r| {
+        r.try_borrow_mut().map(|mut r| r.ray_id(colo)).unwrap_or_else(|_| format!("{:016x}-{colo}", now_ms()))
+    })
 }
 
 enum Role {
@@ -176,7 +178,8 @@ impl Fallback {
                 HEADERS_CONTINUE
             }
             FailureMode::Deny => {
-                let r = respond::error(cfg, Problem::Unavailable, "-", &ray_id(&cfg.colo), now_ms() / 1000, Format::Html);
+                let r =
+                    respond::error(cfg, Problem::Unavailable, "-", &ray_id(&cfg.colo), now_ms() / 1000, Format::Html);
                 s.send_response(r.status, &r.headers, &r.body, "cname_guard_internal_error");
                 HEADERS_STOP_ITERATION
             }
@@ -205,38 +208,58 @@ impl Filter {
         &self.st.metrics
     }
 
+    /// Core's host, counting against this stream.
+    fn h(&self, s: Stream) -> Native<'_, OnStream> {
+        Native { h: s, m: &self.st.metrics }
+    }
+
+    fn asker(&self) -> Asker<'_> {
+        Asker { host: &self.host, format: self.format, request_id: self.request_id.as_deref() }
+    }
+
     fn paused(&self) -> bool {
         !matches!(self.role, Role::Idle)
     }
 
     pub fn on_request_headers(&mut self, s: Stream) -> u32 {
         inc(s, self.m().requests);
-        let raw = s.request_header(":authority").unwrap_or_default();
-        let host = match authority::normalize(raw) {
-            Ok(Authority::Name(host)) => host,
-            Ok(Authority::IpLiteral(ip)) => {
-                self.read_request(s);
-                let act = Act::Reply(self.deny(s, Problem::Code(ErrorCode::DirectIp), &ip));
-                return self.apply(s, act, true);
-            }
-            Err(e) => {
-                inc(s, self.m().bad_request);
-                let r = respond::bad_request(&self.st.cfg, e.reason());
-                return self.apply(s, Act::Reply(r), true);
-            }
+        // Checked before the cache: 400, 421 or 1003 answer here.
+        let raw = incoming::authority(&s);
+        let sni = incoming::sni(&self.st.cfg, &s);
+        let host = match incoming::admit(&self.st.cfg, raw, sni.as_deref(), &s, &mut self.h(s)) {
+            Ok(host) => host,
+            Err(r) => return self.apply(s, Act::Reply(r), true),
         };
         let now = now_ms();
-        // The hot path: a fresh allow, the account header set under the read lock.
-        {
+        // The hot path: a fresh allow, the account header set under the read
+        // lock. `get` counts the use (relaxed atomics: a load and a store
+        // in the entry, the sketch every 16th hit, a load once saturated);
+        // the later looks in this request `peek`. A host whose answer says
+        // `https`, with `tls.redirect_http` on, reads how the request came
+        // first: plain HTTP is redirected.
+        let redirect = {
             let cache = self.st.cache.read().unwrap_or_else(|p| p.into_inner());
-            if let Some(Entry { verdict: Some(Verdict::Allow(account)), fresh_until, .. }) = cache.get(&host) {
-                if now < *fresh_until {
-                    s.set_request_header(&self.st.cfg.account_header, Some(account));
-                    inc(s, self.m().cache_hits);
-                    inc(s, self.m().allowed);
-                    return HEADERS_CONTINUE;
+            match cache.get(&host) {
+                Some(Entry { verdict: Some(Verdict::Allow { account, https }), fresh_until, .. })
+                    if now < *fresh_until =>
+                {
+                    match (*https && self.st.cfg.redirect_http).then(|| incoming::https_location(&s, &host)).flatten() {
+                        Some(location) => Some(location),
+                        None => {
+                            s.set_request_header(&self.st.cfg.account_header, Some(account));
+                            inc(s, self.m().cache_hits);
+                            inc(s, self.m().allowed);
+                            return HEADERS_CONTINUE;
+                        }
+                    }
                 }
+                _ => None,
             }
+        };
+        if let Some(location) = redirect {
+            inc(s, self.m().cache_hits);
+            let act = Act::Reply(self.redirect(s, &location));
+            return self.apply(s, act, true);
         }
         self.host = host;
         self.read_request(s);
@@ -250,20 +273,21 @@ impl Filter {
     }
 
     fn read_request(&mut self, s: Stream) {
-        self.format = accept::negotiate(s.request_header("accept").as_deref());
-        self.request_id = s.request_header("x-request-id").and_then(policy::request_id);
+        self.format = incoming::format(&s);
+        self.request_id = incoming::request_id(&s);
     }
 
     /// A fresh cached verdict (`Some(None)`: a cached failure).
     fn fresh(&self, now: u64) -> Option<Option<Verdict>> {
         let cache = self.st.cache.read().unwrap_or_else(|p| p.into_inner());
-        cache.get(&self.host).filter(|e| now < e.fresh_until).map(|e| e.verdict.clone())
+        cache.peek(&self.host).filter(|e| now < e.fresh_until).map(|e| e.verdict.clone())
     }
 
     /// Leads or joins the lookup for `self.host`.
     fn lookup(&mut self, s: Stream, now: u64, inline: bool) -> u32 {
         let deadline = now + self.st.cfg.timeout.as_millis() as u64 + GRACE_MS;
-        let joined = self.st.flights.join(&self.host, self.id, deadline, || s.scheduler().map(|w| Box::new(w) as Box<dyn Wake>));
+        let joined =
+            self.st.flights.join(&self.host, self.id, deadline, || s.scheduler().map(|w| Box::new(w) as Box<dyn Wake>));
         match joined {
             Some(Join::Wait(w)) => {
                 inc(s, self.m().lookups_coalesced);
@@ -272,14 +296,13 @@ impl Filter {
             }
             Some(Join::Lead) => match self.callout(s) {
                 Ok(id) => {
-                    inc(s, self.m().lookups_started);
+                    request::lookup_started(&mut self.h(s));
                     self.started = now;
                     self.role = Role::Leading(id);
                     HEADERS_STOP_ITERATION
                 }
                 Err(e) => {
-                    inc(s, self.m().lookups_failed);
-                    ffi::log(Level::Warn, &format!("cname-guard: lookup for {} on cluster {} failed: {e}", self.host, self.st.cfg.cluster));
+                    request::lookup_not_started(&self.st.cfg, &self.host, &e, &mut self.h(s));
                     self.st.flights.settle(&self.host, self.id, None);
                     let act = self.failed(s, now);
                     self.apply(s, act, inline)
@@ -296,10 +319,7 @@ impl Filter {
     fn callout(&self, s: Stream) -> Result<u64, LookupError> {
         let cfg = &self.st.cfg;
         let path = lookup::request_path(&cfg.path, &self.host);
-        let mut headers = vec![(":method", "GET"), (":path", path.as_str()), ("host", cfg.authority.as_str()), ("accept", "application/json")];
-        if let Some(id) = &self.request_id {
-            headers.push(("x-request-id", id));
-        }
+        let headers = lookup::request_headers(&cfg.authority, &path, self.request_id.as_deref());
         s.callout(&cfg.cluster, &headers, cfg.timeout.as_millis() as u64).map_err(|_| LookupError::Dispatch)
     }
 
@@ -309,28 +329,21 @@ impl Filter {
         }
         self.role = Role::Idle;
         let now = now_ms();
-        let result = if resp.ok {
-            lookup::parse_answer(resp.status.as_deref(), resp.body_len, &resp.body, &self.host)
-        } else {
-            Err(LookupError::NoResponse)
-        };
-        let elapsed = now.saturating_sub(self.started);
-        s.record(self.m().lookup_latency_ms, elapsed);
-        if let Err(e) = &result {
-            inc(s, self.m().lookups_failed);
-            if policy::timed_out(e, elapsed, self.st.cfg.timeout.as_millis() as u64) {
-                inc(s, self.m().lookups_timed_out);
-            }
-            ffi::log(Level::Warn, &format!("cname-guard: lookup for {} on cluster {} failed after {elapsed} ms: {e}", self.host, self.st.cfg.cluster));
+        let status = if resp.ok { resp.status.as_deref() } else { None };
+        let answered = request::lookup_answered(
+            &self.st.cfg,
+            &self.host,
+            status,
+            resp.body_len,
+            &resp.body,
+            self.started,
+            now,
+            &mut self.h(s),
+        );
+        if let Some(entry) = answered.to_store(answered.verdict.is_none() && self.stale(now).is_some(), now) {
+            self.store(s, entry.clone(), now);
         }
-        let verdict = policy::verdict_of(&result);
-        // A cached failure must not push out a stale entry still worth serving.
-        let keep_stale = verdict.is_none() && self.stale_usable(now);
-        if let Some(entry) = policy::entry_for(&self.st.cfg.cache, &result, now) {
-            if !keep_stale && entry.stale_until > now {
-                self.store(s, entry);
-            }
-        }
+        let verdict = answered.verdict;
         self.st.flights.settle(&self.host, self.id, verdict.clone());
         let act = match &verdict {
             Some(v) => self.act(s, Some(v)),
@@ -391,73 +404,39 @@ impl Filter {
 
     /// What a verdict means for the request (`None`: a cached failure).
     fn act(&self, s: Stream, verdict: Option<&Verdict>) -> Act {
-        match verdict {
-            Some(Verdict::Allow(account)) => {
-                inc(s, self.m().allowed);
-                Act::Allow(account.clone())
-            }
-            Some(Verdict::Deny(code)) => Act::Reply(self.deny(s, Problem::Code(*code), &self.host)),
-            None => self.failure(s),
-        }
+        request::act(&self.st.cfg, verdict, self.asker(), || incoming::https_location(&s, &self.host), &mut self.h(s))
     }
 
     /// A failed lookup: a stale verdict if one may stand in, else the failure mode.
     fn failed(&self, s: Stream, now: u64) -> Act {
-        let stale = {
-            let cache = self.st.cache.read().unwrap_or_else(|p| p.into_inner());
-            cache.get(&self.host).filter(|e| e.verdict.is_some() && now < e.stale_until).and_then(|e| e.verdict.clone())
-        };
-        match stale {
-            Some(v) => {
-                inc(s, self.m().cache_stale_served);
-                self.act(s, Some(&v))
-            }
-            None => self.failure(s),
-        }
+        let stale = self.stale(now);
+        request::failed(
+            &self.st.cfg,
+            stale.as_ref(),
+            self.asker(),
+            || incoming::https_location(&s, &self.host),
+            &mut self.h(s),
+        )
     }
 
-    fn stale_usable(&self, now: u64) -> bool {
+    /// The cached verdict that may stand in for a failed lookup.
+    fn stale(&self, now: u64) -> Option<Verdict> {
         let cache = self.st.cache.read().unwrap_or_else(|p| p.into_inner());
-        cache.get(&self.host).is_some_and(|e| e.verdict.is_some() && now < e.stale_until)
+        cache.peek(&self.host).filter(|e| e.verdict.is_some() && now < e.stale_until).and_then(|e| e.verdict.clone())
     }
 
-    fn failure(&self, s: Stream) -> Act {
-        match self.st.cfg.failure_mode {
-            FailureMode::Allow => {
-                inc(s, self.m().failure_mode_allowed);
-                Act::FailOpen
-            }
-            FailureMode::Deny => Act::Reply(self.deny(s, Problem::Unavailable, &self.host)),
-        }
+    fn redirect(&self, s: Stream, location: &str) -> Reply {
+        request::redirect(&self.st.cfg, location, &mut self.h(s))
     }
 
-    fn deny(&self, s: Stream, problem: Problem, host: &str) -> Reply {
-        let cfg = &self.st.cfg;
-        let ray = ray_id(&cfg.colo);
-        let reply = respond::error(cfg, problem, host, &ray, now_ms() / 1000, self.format);
-        let (label, counter) = match problem {
-            Problem::Code(code) => (code.number().to_string(), self.m().denied[code.index()]),
-            Problem::Unavailable => ("lookup_unavailable".to_string(), self.m().failure_mode_denied),
-        };
-        inc(s, counter);
-        ffi::log(
-            Level::Info,
-            &format!("cname-guard: deny {label} status={} host={host} ray={ray} request_id={}", reply.status, self.request_id.as_deref().unwrap_or("-")),
-        );
-        reply
-    }
-
-    fn store(&self, s: Stream, entry: Entry) {
+    /// Offers the entry to the bounded map; when it is full, the admission
+    /// rule may keep the residents instead (the next request looks up again).
+    fn store(&self, s: Stream, entry: Entry, now: u64) {
         let mut cache = self.st.cache.write().unwrap_or_else(|p| p.into_inner());
-        let before = cache.len();
-        let known = cache.get(&self.host).is_some();
-        cache.insert(&self.host, entry);
-        let after = cache.len();
-        if !known && after <= before {
-            // The bounded map was full and emptied to make room.
-            s.count(self.m().cache_evictions, before as u64);
+        if let Inserted::Replaced { live: true } = cache.insert(&self.host, entry, now) {
+            s.count(self.m().cache_evictions, 1);
         }
-        s.gauge_set(self.m().cache_entries, after as u64);
+        s.gauge_set(self.m().cache_entries, cache.len() as u64);
     }
 
     /// Performs an act: from the headers hook (`inline`) by the returned

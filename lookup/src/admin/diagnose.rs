@@ -76,7 +76,7 @@ pub(super) async fn get(
     let d =
         diagnose(&Facts { host: &host, chain: &chain, hops: &hops, answer: &answer, custom_hostname: custom.as_ref() });
     let verdict = match &d.verdict {
-        Verdict::Allow(account) => json!({"result": "allow", "account": account, "status": 200}),
+        Verdict::Allow { account, .. } => json!({"result": "allow", "account": account, "status": 200}),
         Verdict::Deny(code) => json!({
             "result": "deny", "code": code.number(), "name": code.name(), "status": code.default_status(),
         }),
@@ -89,15 +89,26 @@ pub(super) async fn get(
         End::BadTarget(_) => "bad_target",
     };
     let hops: Vec<Value> = hops.iter().map(|h| json!({"name": h.name, "zone": h.zone, "account": h.account})).collect();
+    let certificate = match custom.as_ref().and_then(|h| h.ssl.certificate.as_deref()) {
+        Some(id) => state.store.certificate(id).await?,
+        None => None,
+    };
     Ok(Json(json!({
         "host": host,
         "verdict": verdict,
         "chain": hops,
         "chain_end": end,
         "ownership": match &answer { Answer::Found(o) => json!(o), Answer::Unknown => Value::Null },
-        "custom_hostname": custom.map(|h| json!({
+        "custom_hostname": custom.as_ref().map(|h| json!({
             "id": h.id, "account": h.account, "status": h.status.as_str(),
             "verification_errors": h.verification_errors,
+            "ssl": {
+                "status": h.ssl.status.as_str(),
+                "method": h.ssl.method.as_str(),
+                "validation_errors": h.ssl.errors,
+                "expires_on": certificate.as_ref().map(|c| crate::store::rfc3339(c.expires_on)),
+                "serial_number": certificate.as_ref().map(|c| c.serial_number.clone()),
+            },
         })),
         "steps": d.steps,
         "next_action": d.next_action,

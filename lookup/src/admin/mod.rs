@@ -33,6 +33,10 @@ pub struct AdminState {
     /// Only the digest of the admin token is kept.
     admin_token_sha256: [u8; 32],
     probe: Arc<dyn OwnershipProbe>,
+    /// Whether this service issues certificates (`--acme-directory`).
+    certificates: bool,
+    /// The DCV zone of delegated DNS-01 (`--dcv-zone`).
+    dcv_zone: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,7 +62,19 @@ impl AdminState {
         if token.len() < MIN_ADMIN_TOKEN {
             return Err(AdminTokenError::TooShort);
         }
-        Ok(AdminState { store, admin_token_sha256: Sha256::digest(token.as_bytes()).into(), probe })
+        Ok(AdminState {
+            store,
+            admin_token_sha256: Sha256::digest(token.as_bytes()).into(),
+            probe,
+            certificates: false,
+            dcv_zone: None,
+        })
+    }
+
+    pub fn with_certificates(mut self, on: bool, dcv_zone: Option<String>) -> AdminState {
+        self.certificates = on;
+        self.dcv_zone = dcv_zone;
+        self
     }
 }
 
@@ -70,6 +86,8 @@ pub fn admin_router(state: AdminState) -> Router {
             get(hostnames::show).delete(hostnames::remove).patch(hostnames::patch),
         )
         .route("/v1/accounts/{account}/custom_hostnames/{id}/verify", post(hostnames::verify))
+        .route("/v1/accounts/{account}/custom_hostnames/{id}/ssl/retry", post(hostnames::ssl_retry))
+        .route("/v1/accounts/{account}/custom_hostnames/{id}/ssl/certificate", get(hostnames::certificate_chain))
         .route("/v1/accounts/{account}", put(operators::put_account).delete(operators::delete_account))
         .route("/v1/accounts/{account}/tokens", post(operators::issue_token))
         .route("/v1/tokens/{id}", delete(operators::revoke_token))

@@ -72,10 +72,12 @@ fn the_seed_case_is_cross_account() {
             origin_resolves: true,
             suspended: false,
             ttl: 120,
+            https: false,
         }
     );
     let json = serde_json::to_value(&o).expect("json");
     let keys: Vec<&String> = json.as_object().expect("object").keys().collect();
+    // `https` is written only when true: the answer is contract v1's as it was.
     assert_eq!(keys.len(), 8);
     for key in
         ["host", "account", "cname_target", "target_account", "custom_hostname", "origin_resolves", "suspended", "ttl"]
@@ -195,4 +197,23 @@ fn the_demo_registry_loads() {
     };
     assert_eq!(r.zone_owner("edge.saas.example"), Some("acct-saas"));
     assert!(r.counts().custom_hostnames >= 4);
+}
+
+#[test]
+fn https_is_an_active_custom_hostname_with_a_certificate() {
+    let mut r = example();
+    assert!(!found(&r, "shop.customer.example").https, "no certificate yet");
+    r.add_certificate("shop.customer.example");
+    r.add_certificate("odd.customer.example");
+    r.add_certificate("custom.myclientsite.com");
+    let o = found(&r, "shop.customer.example");
+    assert!(o.https);
+    let json = serde_json::to_value(&o).expect("json");
+    assert_eq!(json["https"], serde_json::json!(true));
+    assert_eq!(json.as_object().expect("object").len(), 9);
+    // Not active: no HTTPS, whatever the certificate.
+    assert!(!found(&r, "odd.customer.example").https);
+    // Not a custom hostname of the target account.
+    assert!(!found(&r, "custom.myclientsite.com").https);
+    assert!(!serde_json::to_string(&found(&r, "custom.myclientsite.com")).expect("json").contains("https"));
 }

@@ -21,6 +21,7 @@ const INSERT_BATCH: usize = 100;
 pub(crate) struct Pending {
     hosts: BTreeSet<String>,
     zones: BTreeSet<String>,
+    certs: BTreeSet<String>,
 }
 
 impl Pending {
@@ -30,6 +31,11 @@ impl Pending {
 
     pub(crate) fn zone(&mut self, name: &str) {
         self.zones.insert(name.to_string());
+    }
+
+    /// The certificate served for `name` changed (issued, renewed, withdrawn).
+    pub(crate) fn cert(&mut self, name: &str) {
+        self.certs.insert(name.to_string());
     }
 
     /// Every custom hostname of `account` (its answers name the account).
@@ -67,6 +73,7 @@ pub(crate) async fn record(tx: &mut Transaction<'_, Any>, pending: Pending) -> R
         .iter()
         .map(|h| ("host", h.as_str()))
         .chain(pending.zones.iter().map(|z| ("zone", z.as_str())))
+        .chain(pending.certs.iter().map(|c| ("cert", c.as_str())))
         .collect();
     if names.is_empty() {
         return Ok(None);
@@ -103,7 +110,9 @@ fn seq_u64(seq: i64) -> u64 {
 pub enum Changes {
     /// Every change in (since, seq]: `seq == since` and nothing named when
     /// nothing changed.
-    Page { seq: u64, hosts: Vec<String>, zones: Vec<String> },
+    /// `certs`: hostnames whose certificate changed (contract v1.1 readers
+    /// that know only hosts and zones ignore them).
+    Page { seq: u64, hosts: Vec<String>, zones: Vec<String>, certs: Vec<String> },
     /// `since` is older than what is kept, or beyond the current sequence.
     Reset { seq: u64 },
 }
@@ -117,7 +126,7 @@ impl Changes {
 
     /// A page that names nothing (the long poll waits on it).
     pub fn is_empty(&self) -> bool {
-        matches!(self, Changes::Page { hosts, zones, .. } if hosts.is_empty() && zones.is_empty())
+        matches!(self, Changes::Page { hosts, zones, certs, .. } if hosts.is_empty() && zones.is_empty() && certs.is_empty())
     }
 }
 
@@ -165,14 +174,21 @@ impl Store {
         let seq = rows.last().map(|(seq, _, _)| seq_u64(*seq)).unwrap_or(since);
         let mut hosts = BTreeSet::new();
         let mut zones = BTreeSet::new();
+        let mut certs = BTreeSet::new();
         for (_, kind, name) in rows {
             match kind.as_str() {
                 "host" => hosts.insert(name),
                 "zone" => zones.insert(name),
+                "cert" => certs.insert(name),
                 other => return Err(StoreError::Corrupt(format!("change kind {other:?}"))),
             };
         }
-        Ok(Changes::Page { seq, hosts: hosts.into_iter().collect(), zones: zones.into_iter().collect() })
+        Ok(Changes::Page {
+            seq,
+            hosts: hosts.into_iter().collect(),
+            zones: zones.into_iter().collect(),
+            certs: certs.into_iter().collect(),
+        })
     }
 
     /// Drops every change but the last `keep` sequence numbers; the new floor.

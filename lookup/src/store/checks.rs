@@ -3,21 +3,25 @@
 
 use super::audit::Actor;
 use super::changes::{self, Pending};
-use super::hostnames::{audit_transition, errors_json, from_row, CustomHostname, Status, StatusChange, COLUMNS};
+use super::hostnames::{audit_transition, errors_json, withdraw_unless_active, CustomHostname, StatusChange};
+use super::lease::Lease;
 use super::{col, Store, StoreError};
 
-/// Statuses the verifier re-checks (not blocked, not timed out).
-const CHECKED: [Status; 3] = [Status::Pending, Status::Active, Status::Moved];
-
-/// Due at `$4` and not leased, for `$1..$3` bound to `CHECKED`.
-const DUE: &str = "status IN ($1, $2, $3) AND (next_check_at IS NULL OR next_check_at <= $4) \
-                   AND (lease_until IS NULL OR lease_until < $4)";
+/// Due for a check at `$1` and not leased: every status but blocked and
+/// timed out (pending, active, moved). The status term is the one of the
+/// partial index `custom_hostnames_due` (migration 0004), so a round reads
+/// the due rows only.
+const CHECKS: Lease = Lease {
+    due: "status IN ('pending', 'active', 'moved') AND next_check_at <= $1 \
+          AND (lease_until IS NULL OR lease_until < $1)",
+    order_by: "next_check_at",
+    owner: "lease_owner",
+    until: "lease_until",
+};
 
 impl Store {
-    /// Leases up to `limit` hostnames due at `now` to `owner` until
-    /// `now + lease_secs`; a hostname leased to another, unexpired, is
-    /// skipped. Each claim is a compare-and-set, so two replicas never hold
-    /// one hostname.
+    /// Leases up to `limit` hostnames due for a check at `now` to `owner`
+    /// until `now + lease_secs`.
     pub async fn claim_due(
         &self,
         owner: &str,
@@ -25,37 +29,7 @@ impl Store {
         lease_secs: i64,
         limit: u32,
     ) -> Result<Vec<CustomHostname>, StoreError> {
-        let due = sqlx::query(&format!("SELECT id FROM custom_hostnames WHERE {DUE} ORDER BY next_check_at LIMIT $5"))
-            .bind(CHECKED[0].as_str())
-            .bind(CHECKED[1].as_str())
-            .bind(CHECKED[2].as_str())
-            .bind(now)
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await?;
-        let mut claimed = Vec::new();
-        for row in due {
-            let id: String = col(&row, "id")?;
-            // Due-ness is checked again: another replica may have checked
-            // it and released it since the SELECT.
-            let row = sqlx::query(&format!(
-                "UPDATE custom_hostnames SET lease_owner = $6, lease_until = $7 \
-                 WHERE id = $5 AND {DUE} RETURNING {COLUMNS}"
-            ))
-            .bind(CHECKED[0].as_str())
-            .bind(CHECKED[1].as_str())
-            .bind(CHECKED[2].as_str())
-            .bind(now)
-            .bind(&id)
-            .bind(owner)
-            .bind(now + lease_secs)
-            .fetch_optional(&self.pool)
-            .await?;
-            if let Some(row) = row {
-                claimed.push(from_row(&row)?);
-            }
-        }
-        Ok(claimed)
+        self.claim(&CHECKS, owner, now, lease_secs, limit).await
     }
 
     /// Ends `owner`'s lease on `id`: records the check, applies `change`
@@ -110,11 +84,39 @@ impl Store {
             audit_transition(&mut tx, &Actor::Verifier, &hostname, c).await?;
             if c.from != c.to {
                 pending.host(&hostname);
+                withdraw_unless_active(&mut tx, id, &hostname, c.to, &mut pending).await?;
             }
         }
         let seq = changes::record(&mut tx, pending).await?;
         tx.commit().await?;
         self.announce(seq);
         Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CHECKS;
+    use crate::store::Store;
+    use sqlx::Row;
+
+    /// A round reads the due rows through the partial index, not the table.
+    #[test]
+    fn a_round_claims_through_the_index() {
+        let dir = std::env::temp_dir().join(format!("cname-guard-checks-plan-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let url = format!("sqlite:{}", dir.join("store.db").display());
+        let plan = crate::chain::fake::block(async {
+            let store = Store::open(&url).await.expect("open the store");
+            let sql = format!(
+                "EXPLAIN QUERY PLAN SELECT id FROM custom_hostnames WHERE {} ORDER BY next_check_at",
+                CHECKS.due
+            );
+            let rows = sqlx::query(&sql).bind(0_i64).fetch_all(&store.pool).await.expect("plan");
+            rows.iter().map(|r| r.try_get::<String, _>("detail").unwrap_or_default()).collect::<Vec<_>>().join("\n")
+        });
+        let _ = std::fs::remove_dir_all(&dir);
+        // SEARCH: a range of the index (SCAN would read all of it).
+        assert!(plan.contains("SEARCH custom_hostnames USING INDEX custom_hostnames_due (next_check_at<?)"), "{plan}");
     }
 }

@@ -3,8 +3,10 @@
 use super::accounts::conflict_on_unique;
 use super::audit::{self, Actor};
 use super::changes::{self, Pending};
+use super::ssl::{self, ssl_from_row, Ssl};
 use super::{col, is_foreign_key_violation, now, random_hex, Store, StoreError};
-use sqlx::any::AnyRow;
+use sqlx::any::{AnyArguments, AnyRow};
+use sqlx::query::Query;
 use sqlx::{Any, Transaction};
 use std::fmt;
 
@@ -55,6 +57,7 @@ pub struct CustomHostname {
     pub created_at: i64,
     pub updated_at: i64,
     pub last_checked_at: Option<i64>,
+    pub ssl: Ssl,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -65,12 +68,60 @@ pub struct HostnameFilter {
     pub page: u32,
     /// 1..=MAX_PER_PAGE.
     pub per_page: u32,
+    /// By hostname, Z to A.
+    pub descending: bool,
+}
+
+impl HostnameFilter {
+    /// The conditions on `account = $1` and the filter's values, from `$2`
+    /// on; the number of the last placeholder used.
+    fn conditions(&self) -> (String, usize) {
+        // Only the placeholders vary; every value is bound.
+        let mut conds = String::from("account = $1");
+        let mut n = 1;
+        if self.hostname.is_some() {
+            n += 1;
+            conds.push_str(&format!(" AND hostname = ${n}"));
+        }
+        if self.status.is_some() {
+            n += 1;
+            conds.push_str(&format!(" AND status = ${n}"));
+        }
+        (conds, n)
+    }
+
+    fn bind<'q>(&'q self, account: &'q str, sql: &'q str) -> Query<'q, Any, AnyArguments<'q>> {
+        let mut q = sqlx::query(sql).bind(account);
+        if let Some(h) = &self.hostname {
+            q = q.bind(h.as_str());
+        }
+        if let Some(s) = self.status {
+            q = q.bind(s.as_str());
+        }
+        q
+    }
+
+    fn order(&self) -> &'static str {
+        if self.descending {
+            "hostname DESC"
+        } else {
+            "hostname"
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
 pub struct HostnamePage {
     pub result: Vec<CustomHostname>,
     pub total_count: u64,
+}
+
+/// A page by cursor: no total (counting costs as much as the account is
+/// large), only whether more follow.
+#[derive(Debug, Clone)]
+pub struct HostnameSlice {
+    pub result: Vec<CustomHostname>,
+    pub more: bool,
 }
 
 /// The outcome of a check, applied only if the status is still `from`: of
@@ -85,7 +136,9 @@ pub struct StatusChange {
 }
 
 pub(super) const COLUMNS: &str = "id, hostname, account, status, verification_token, verification_errors, \
-                       created_at, updated_at, last_checked_at";
+    created_at, updated_at, last_checked_at, ssl_method, ssl_status, ssl_errors, ssl_next_at, ssl_attempts, \
+    ssl_since, ssl_order_url, ssl_order_cert, ssl_order_key, ssl_http_token, ssl_http_body, ssl_txt_value, \
+    ssl_certificate";
 
 pub(super) fn from_row(row: &AnyRow) -> Result<CustomHostname, StoreError> {
     let status: String = col(row, "status")?;
@@ -101,6 +154,7 @@ pub(super) fn from_row(row: &AnyRow) -> Result<CustomHostname, StoreError> {
         created_at: col(row, "created_at")?,
         updated_at: col(row, "updated_at")?,
         last_checked_at: col(row, "last_checked_at")?,
+        ssl: ssl_from_row(row)?,
     })
 }
 
@@ -153,44 +207,50 @@ impl Store {
         row.as_ref().map(from_row).transpose()
     }
 
-    /// One page of `account`'s hostnames, by hostname.
+    /// One page of `account`'s hostnames by number, by hostname.
     pub async fn list_hostnames(&self, account: &str, filter: &HostnameFilter) -> Result<HostnamePage, StoreError> {
-        // Only the placeholders vary; every value is bound.
-        let mut conds = String::from("account = $1");
-        let mut n = 1;
-        if filter.hostname.is_some() {
-            n += 1;
-            conds.push_str(&format!(" AND hostname = ${n}"));
-        }
-        if filter.status.is_some() {
-            n += 1;
-            conds.push_str(&format!(" AND status = ${n}"));
-        }
+        let (conds, n) = filter.conditions();
         let count_sql = format!("SELECT COUNT(*) AS n FROM custom_hostnames WHERE {conds}");
         let page_sql = format!(
-            "SELECT {COLUMNS} FROM custom_hostnames WHERE {conds} ORDER BY hostname LIMIT ${} OFFSET ${}",
+            "SELECT {COLUMNS} FROM custom_hostnames WHERE {conds} ORDER BY {} LIMIT ${} OFFSET ${}",
+            filter.order(),
             n + 1,
             n + 2
         );
         let per_page = filter.per_page.clamp(1, MAX_PER_PAGE);
         let offset = i64::from(filter.page.max(1) - 1) * i64::from(per_page);
-
-        let mut count = sqlx::query(&count_sql).bind(account);
-        let mut page = sqlx::query(&page_sql).bind(account);
-        if let Some(h) = &filter.hostname {
-            count = count.bind(h.clone());
-            page = page.bind(h.clone());
-        }
-        if let Some(s) = filter.status {
-            count = count.bind(s.as_str());
-            page = page.bind(s.as_str());
-        }
-        let total: i64 = col(&count.fetch_one(&self.pool).await?, "n")?;
-        let rows = page.bind(i64::from(per_page)).bind(offset).fetch_all(&self.pool).await?;
+        let total: i64 = col(&filter.bind(account, &count_sql).fetch_one(&self.pool).await?, "n")?;
+        let rows = filter.bind(account, &page_sql).bind(i64::from(per_page)).bind(offset).fetch_all(&self.pool).await?;
         Ok(HostnamePage {
             result: rows.iter().map(from_row).collect::<Result<_, _>>()?,
             total_count: u64::try_from(total).unwrap_or(0),
         })
+    }
+
+    /// Up to `per_page` of `account`'s hostnames after `after` in the
+    /// filter's order: a range of the (account, hostname) index, the same
+    /// cost at any depth. A hostname created or deleted during a walk may or
+    /// may not be seen; every other is seen exactly once.
+    pub async fn list_hostnames_after(
+        &self,
+        account: &str,
+        filter: &HostnameFilter,
+        after: &str,
+    ) -> Result<HostnameSlice, StoreError> {
+        let (conds, n) = filter.conditions();
+        let sql = format!(
+            "SELECT {COLUMNS} FROM custom_hostnames WHERE {conds} AND hostname {} ${} ORDER BY {} LIMIT ${}",
+            if filter.descending { "<" } else { ">" },
+            n + 1,
+            filter.order(),
+            n + 2
+        );
+        let per_page = filter.per_page.clamp(1, MAX_PER_PAGE);
+        // One more than asked: whether more follow, without counting.
+        let rows = filter.bind(account, &sql).bind(after).bind(i64::from(per_page) + 1).fetch_all(&self.pool).await?;
+        let more = rows.len() > per_page as usize;
+        let result = rows.iter().take(per_page as usize).map(from_row).collect::<Result<_, _>>()?;
+        Ok(HostnameSlice { result, more })
     }
 
     pub async fn delete_hostname(&self, actor: &Actor, account: &str, id: &str) -> Result<(), StoreError> {
@@ -204,6 +264,8 @@ impl Store {
         let hostname: String = col(&row, "hostname")?;
         audit::record(&mut tx, actor, "hostname.delete", &format!("hostname:{hostname}"), "deleted").await?;
         let mut pending = Pending::default();
+        // Its certificate and keys go with it.
+        ssl::withdraw(&mut tx, id, &hostname, "deleted", &mut pending).await?;
         pending.host(&hostname);
         let seq = changes::record(&mut tx, pending).await?;
         tx.commit().await?;
@@ -246,8 +308,8 @@ pub(super) async fn insert_hostname(
     let id = random_hex()?;
     sqlx::query(
         "INSERT INTO custom_hostnames (id, hostname, account, status, verification_token, \
-         verification_errors, created_at, updated_at, last_checked_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $7)",
+         verification_errors, created_at, updated_at, last_checked_at, next_check_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $7, 0)",
     )
     .bind(&id)
     .bind(hostname)
@@ -299,8 +361,24 @@ pub(super) async fn update_status(
     audit_transition(tx, actor, &hostname, change).await?;
     if change.from != change.to {
         pending.host(&hostname);
+        withdraw_unless_active(tx, id, &hostname, change.to, pending).await?;
     }
     Ok(true)
+}
+
+/// A hostname that stops being active loses its certificate at once.
+pub(super) async fn withdraw_unless_active(
+    tx: &mut Transaction<'_, Any>,
+    id: &str,
+    hostname: &str,
+    to: Status,
+    pending: &mut Pending,
+) -> Result<(), StoreError> {
+    if to == Status::Active {
+        return Ok(());
+    }
+    let reason = format!("the custom hostname is {to}: no certificate is issued or served until it is active again");
+    ssl::withdraw(tx, id, hostname, &reason, pending).await
 }
 
 /// The audit entry of a status change; none if the status stays.

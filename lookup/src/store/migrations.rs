@@ -10,6 +10,8 @@ use std::pin::Pin;
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "initial", include_str!("../../migrations/0001_initial.sql")),
     (2, "changes", include_str!("../../migrations/0002_changes.sql")),
+    (3, "certificates", include_str!("../../migrations/0003_certificates.sql")),
+    (4, "checks due", include_str!("../../migrations/0004_checks_due.sql")),
 ];
 
 #[derive(Debug)]

@@ -11,18 +11,21 @@ mod changes;
 mod checks;
 mod hostnames;
 mod import;
+mod lease;
 mod migrations;
 mod names;
 mod platform;
+mod ssl;
 mod tokens;
 mod zones;
 
 pub use accounts::Upsert;
 pub use audit::{Actor, AuditEntry};
 pub use changes::{Changes, FeedHead, MAX_NAMES};
-pub use hostnames::{CustomHostname, HostnameFilter, HostnamePage, Status, StatusChange, MAX_PER_PAGE};
+pub use hostnames::{CustomHostname, HostnameFilter, HostnamePage, HostnameSlice, Status, StatusChange, MAX_PER_PAGE};
 pub use import::{import_registry, parse_registry, ImportCounts, ImportError};
 pub use names::{check_account, check_hostname, check_id, NameError};
+pub use ssl::{Certificate, OrderStarted, Ssl, SslMethod, SslSetback, SslStatus};
 pub use tokens::{IssuedToken, TokenOwner};
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
@@ -129,7 +132,9 @@ pub fn now() -> i64 {
 
 /// Unix seconds as RFC 3339 (`2026-12-01T22:30:00Z`).
 pub fn rfc3339(secs: i64) -> String {
-    let t = UNIX_EPOCH + Duration::from_secs(secs.max(0) as u64);
+    // Clamped to what RFC 3339 can write: a certificate may say year 10000.
+    const LAST: i64 = 253_402_300_799; // 9999-12-31T23:59:59Z
+    let t = UNIX_EPOCH + Duration::from_secs(secs.clamp(0, LAST) as u64);
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
@@ -165,4 +170,13 @@ pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
 
 pub(crate) fn is_foreign_key_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.is_foreign_key_violation())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rfc3339_clamps_to_what_it_can_write() {
+        assert_eq!(super::rfc3339(i64::MAX), "9999-12-31T23:59:59Z");
+        assert_eq!(super::rfc3339(-1), "1970-01-01T00:00:00Z");
+    }
 }

@@ -1,6 +1,6 @@
 //! The names and ids the store accepts, checked before any query.
 
-use cname_guard::authority::{self, Authority};
+use cname_guard_core::authority::{self, Authority};
 use std::fmt;
 
 const MAX_ACCOUNT: usize = 128;

@@ -1,6 +1,7 @@
 //! The slice of platform data one lookup needs, read fresh on every request
 //! (changes show at once): the zones owning a chain's names or their
-//! parents, their accounts' suspension, and the host's custom hostname.
+//! parents, their accounts' suspension, and the host's custom hostname
+//! with whether it has a certificate in service.
 
 use super::{col, Store, StoreError};
 use crate::dns;
@@ -37,12 +38,16 @@ impl Store {
                 registry.add_account(&account, col::<i64>(&row, "suspended")? != 0);
             }
         }
-        let row = sqlx::query("SELECT account, status FROM custom_hostnames WHERE hostname = $1")
+        // `ssl_certificate` is set while a certificate is in service (store/ssl.rs).
+        let row = sqlx::query("SELECT account, status, ssl_certificate FROM custom_hostnames WHERE hostname = $1")
             .bind(host)
             .fetch_optional(&self.pool)
             .await?;
         if let Some(row) = row {
             registry.add_custom_hostname(&col::<String>(&row, "account")?, host, &col::<String>(&row, "status")?);
+            if col::<Option<String>>(&row, "ssl_certificate")?.is_some() {
+                registry.add_certificate(host);
+            }
         }
         Ok(registry)
     }

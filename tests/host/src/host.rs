@@ -369,7 +369,7 @@ impl Host {
     }
 
     fn deliver(&mut self, token: u32, outcome: CallOutcome, response: Option<CallResponse>) {
-        let Some(i) = self.calls.iter().position(|c| c.token == token) else { panic!("no callout with token {token}") };
+        let Some(i) = self.calls.iter().rposition(|c| c.token == token) else { panic!("no callout with token {token}") };
         assert!(self.calls[i].pending(), "callout {token} was already {:?}", self.calls[i].outcome);
         self.calls[i].outcome = Some(outcome);
         let worker = self.calls[i].worker;

@@ -110,6 +110,8 @@ impl Default for Upstream {
 
 #[derive(Debug)]
 pub(crate) struct Stream {
+    /// The stream's context id (the map's key; kept for the Debug output).
+    #[allow(dead_code)]
     pub ctx: u32,
     pub phase: Phase,
     pub is_head: bool,

@@ -1,7 +1,7 @@
 //! One VM: a wasmtime instance of the module with its root context (one simulated Envoy
 //! worker thread), the per-VM host state the imports work on, and the stream lifecycle.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -103,6 +103,9 @@ pub struct VmState {
     pub(crate) current: u32,
     pub(crate) effective: u32,
     pub(crate) streams: BTreeMap<u32, Stream>,
+    /// The streams not closed yet: `settle` looks at these only (a test may
+    /// keep tens of thousands of closed streams for inspection).
+    pub(crate) open: BTreeSet<u32>,
     pub(crate) vm_config: Vec<u8>,
     pub(crate) plugin_config: Vec<u8>,
     pub(crate) in_configure: bool,
@@ -419,12 +422,12 @@ type CallResponseFn = TypedFunc<(i32, i32, i32, i32, i32), ()>;
 struct Exports {
     init: Option<TypedFunc<(), ()>>,
     context_create: TypedFunc<(i32, i32), ()>,
-    vm_start: TypedFunc<(i32, i32), i32>,
-    configure: TypedFunc<(i32, i32), i32>,
+    // Optional like in Envoy (proxy-wasm-cpp-host): a callback the module does not
+    // export is skipped (started and configured are true, headers continue, done is true).
+    vm_start: Option<TypedFunc<(i32, i32), i32>>,
+    configure: Option<TypedFunc<(i32, i32), i32>>,
     request_headers: TypedFunc<(i32, i32, i32), i32>,
     request_body: Option<TypedFunc<(i32, i32, i32), i32>>,
-    // Optional like in Envoy (proxy-wasm-cpp-host): a callback the module does not
-    // export is skipped (headers continue, done is true).
     response_headers: Option<TypedFunc<(i32, i32, i32), i32>>,
     response_body: Option<TypedFunc<(i32, i32, i32), i32>>,
     log: Option<TypedFunc<i32, ()>>,
@@ -490,6 +493,7 @@ impl Vm {
             current: 0,
             effective: 0,
             streams: BTreeMap::new(),
+            open: BTreeSet::new(),
             vm_config: opts.vm_config,
             plugin_config: opts.plugin_config,
             in_configure: false,
@@ -541,8 +545,8 @@ impl Vm {
         let exports = Exports {
             init,
             context_create: req!("proxy_on_context_create"),
-            vm_start: req!("proxy_on_vm_start"),
-            configure: req!("proxy_on_configure"),
+            vm_start: opt!("proxy_on_vm_start"),
+            configure: opt!("proxy_on_configure"),
             request_headers: req!("proxy_on_request_headers"),
             request_body: opt!("proxy_on_request_body"),
             response_headers: opt!("proxy_on_response_headers"),
@@ -644,15 +648,21 @@ impl Vm {
         let root = self.root_id() as i32;
         self.call("proxy_on_context_create", root as u32, self.exports.context_create.clone(), (root, 0))?;
         let vm_len = self.store.data().vm_config.len() as i32;
-        self.vm_started =
-            self.call("proxy_on_vm_start", root as u32, self.exports.vm_start.clone(), (root, vm_len))? != 0;
+        self.vm_started = match self.exports.vm_start.clone() {
+            Some(f) => self.call("proxy_on_vm_start", root as u32, f, (root, vm_len))? != 0,
+            None => true,
+        };
         if !self.vm_started {
             self.configured = false;
             return Ok(false);
         }
+        let Some(configure) = self.exports.configure.clone() else {
+            self.configured = true;
+            return Ok(true);
+        };
         let len = self.store.data().plugin_config.len() as i32;
         self.store.data_mut().in_configure = true;
-        let r = self.call("proxy_on_configure", root as u32, self.exports.configure.clone(), (root, len));
+        let r = self.call("proxy_on_configure", root as u32, configure, (root, len));
         self.store.data_mut().in_configure = false;
         self.configured = r? != 0;
         Ok(self.configured)
@@ -674,6 +684,7 @@ impl Vm {
         self.next_ctx += 1;
         let root = self.root_id();
         self.store.data_mut().streams.insert(ctx, Stream::new(ctx, headers, body, properties, upstream));
+        self.store.data_mut().open.insert(ctx);
         self.call("proxy_on_context_create", ctx, self.exports.context_create.clone(), (ctx as i32, root as i32))?;
         let s = self.stream_mut(ctx);
         s.request_open = true;
@@ -698,7 +709,8 @@ impl Vm {
     /// continues, resets), as Envoy does after each VM call.
     pub(crate) fn settle(&mut self) -> Result<(), GuestError> {
         loop {
-            let next = self.store.data().streams.values().find(|s| s.has_pending_action()).map(|s| s.ctx);
+            let data = self.store.data();
+            let next = data.open.iter().copied().find(|c| data.streams.get(c).is_some_and(Stream::has_pending_action));
             let Some(ctx) = next else { return Ok(()) };
             let s = self.stream_mut(ctx);
             if let Some(lr) = s.want_local.take() {
@@ -818,6 +830,7 @@ impl Vm {
         s.want_continue = false;
         s.want_local = None;
         s.want_reset = false;
+        self.store.data_mut().open.remove(&ctx);
         Ok(())
     }
 

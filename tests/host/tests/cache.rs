@@ -175,5 +175,16 @@ fn the_shared_table_is_bounded() {
     assert!(keys.iter().filter(|k| k.starts_with("cname_guard.slot.")).count() <= 4, "{keys:?}");
     assert!(keys.iter().filter(|k| k.starts_with("cname_guard.lock.")).count() <= 2, "{keys:?}");
     assert!(h.metric("cname_guard.cache.entries").unwrap() <= 4);
+    // Names seen once do not push out residents seen as often; a name in
+    // steady use does.
+    let steady = "h19.customer.example";
+    for _ in 0..4 {
+        let r = h.worker(0).get(steady);
+        if r.paused(&h) {
+            answer_record(&mut h, steady, json!({"account": "a19"}));
+        }
+        assert_eq!(r.forwarded_header(&h, ACCOUNT_HEADER), Some("a19"));
+    }
     assert!(h.metric("cname_guard.cache.evictions").unwrap() > 0);
+    assert!(h.metric("cname_guard.cache.entries").unwrap() <= 4);
 }

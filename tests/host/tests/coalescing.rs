@@ -2,8 +2,8 @@
 
 mod common;
 
-use cname_guard::cache::Slots;
-use cname_guard::coalesce::Lock;
+use cname_guard_core::cache::Slots;
+use cname_guard_core::coalesce::Lock;
 use cname_guard_host::Action;
 use common::*;
 use serde_json::json;

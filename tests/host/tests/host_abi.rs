@@ -3,12 +3,27 @@
 
 use cname_guard_host::{Action, Host};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-fn wat_file(name: &str, wat: &str) -> PathBuf {
+/// A module's text in the temp dir, removed when the test is done with it.
+struct Wat(PathBuf);
+
+impl AsRef<Path> for Wat {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Wat {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn wat_file(name: &str, wat: &str) -> Wat {
     let p = std::env::temp_dir().join(format!("cname-guard-host-{name}-{}.wat", std::process::id()));
     std::fs::write(&p, wat).unwrap();
-    p
+    Wat(p)
 }
 
 /// A minimal filter: `$body` is the body of proxy_on_request_headers (returns an action).

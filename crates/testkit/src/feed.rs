@@ -26,8 +26,7 @@ pub fn per_worker_connections(envoy: &Envoy) -> Vec<u64> {
         .lines()
         .filter_map(|l| l.split_once(": "))
         .filter_map(|(k, n)| n.trim().parse().ok().map(|n| (k.to_string(), n)))
-        .filter(|(k, _)| k.starts_with("listener.") && k.contains(".worker_") && k.ends_with(".downstream_cx_total"))
-        .filter(|(k, _)| k.contains(&format!("_{}.", envoy.port)))
+        .filter(|(k, _)| k.starts_with("listener.edge.worker_") && k.ends_with(".downstream_cx_total"))
         .collect();
     v.sort();
     v.into_iter().map(|(_, n)| n).collect()

@@ -1,15 +1,13 @@
-//! End-to-end harness: real Envoy, real services, raw HTTP on loopback.
-//! Every process is owned by a guard that kills it on drop, so nothing is
-//! left running when a test fails.
-
-#![allow(dead_code)]
+//! The test kit every harness shares (a dev-dependency): real Envoy, BIND,
+//! PostgreSQL, Pebble and the services, raw HTTP on loopback. Every process
+//! is owned by a guard that kills it on drop, so nothing is left running
+//! when a test fails.
 
 pub mod dns;
 pub mod fake;
 pub mod feed;
 pub mod load;
-/// The lookup service's PostgreSQL harness, shared rather than copied.
-#[path = "../../lookup/tests/support/postgres.rs"]
+pub mod pebble;
 pub mod postgres;
 
 use std::collections::HashMap;
@@ -19,8 +17,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The repository's root (this crate is `crates/testkit`).
 pub fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    dns::repo()
 }
 
 fn artifact(env: &str, default: &str) -> PathBuf {
@@ -98,6 +97,24 @@ pub struct Scratch(pub PathBuf);
 impl Scratch {
     pub fn new(tag: &str) -> Scratch {
         Scratch(dns::fresh_dir(tag))
+    }
+
+    /// A SQLite store's URL in this directory.
+    pub fn sqlite_url(&self) -> String {
+        format!("sqlite:{}", self.0.join("store.db").display())
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+
+    /// Replaces a file in one step (write + rename), as config tools do.
+    pub fn put(&self, name: &str, body: &str) -> PathBuf {
+        let tmp = self.path(&format!(".{name}.tmp"));
+        std::fs::write(&tmp, body).expect("write");
+        let path = self.path(name);
+        std::fs::rename(&tmp, &path).expect("rename");
+        path
     }
 }
 
@@ -226,17 +243,35 @@ pub struct EnvoyOpts {
     pub lookup_port: u16,
     pub origin_port: u16,
     pub concurrency: u32,
+    /// The lookup service's SDS listener; by default a port nothing
+    /// listens on (the ADS stream retries in the background, harmlessly).
+    pub xds_port: u16,
+    pub xds_token: String,
+    /// Keep the shipped HTTPS listener. Off by default: in the native build
+    /// each listener's filter config has its own cache and feed poller, and
+    /// the suite counts them per Envoy.
+    pub https: bool,
 }
 
 impl EnvoyOpts {
     pub fn new(plugin_config: serde_json::Value, lookup_port: u16, origin_port: u16) -> EnvoyOpts {
-        EnvoyOpts { plugin_config: plugin_config.to_string(), lookup_port, origin_port, concurrency: 1 }
+        EnvoyOpts {
+            plugin_config: plugin_config.to_string(),
+            lookup_port,
+            origin_port,
+            concurrency: 1,
+            xds_port: free_port(),
+            xds_token: "demo-xds-token-change-me".into(),
+            https: false,
+        }
     }
 }
 
 pub struct Envoy {
     pub proc: Proc,
     pub port: u16,
+    /// The HTTPS listener (certificates by on-demand SDS).
+    pub https_port: u16,
     pub admin: u16,
     pub log: PathBuf,
     _dir: Scratch,
@@ -244,16 +279,27 @@ pub struct Envoy {
 
 /// The build's shipped YAML (envoy/envoy.yaml or envoy/envoy-native.yaml)
 /// with the ports, the .wasm and the plugin configuration of a test: the
-/// file users run is the file the tests run.
-pub fn envoy_yaml(opts: &EnvoyOpts, port: u16, admin: u16) -> String {
+/// file users run is the file the tests run. The admin and the listeners
+/// bind port 0 (see `Envoy::spawn`).
+pub fn envoy_yaml(opts: &EnvoyOpts) -> String {
     let file = build().yaml();
     let shipped = std::fs::read_to_string(root().join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
     let mut out = String::new();
-    for line in shipped.lines() {
+    let mut lines: Vec<&str> = shipped.lines().collect();
+    if !opts.https {
+        lines = without_https_listener(lines);
+    }
+    for line in lines {
         let line = if line.ends_with("# admin") {
-            line.replace("port_value: 9901", &format!("port_value: {admin}"))
+            line.replace("port_value: 9901", "port_value: 0")
         } else if line.ends_with("# listener") {
-            line.replace("port_value: 10000", &format!("port_value: {port}"))
+            line.replace("port_value: 10000", "port_value: 0")
+        } else if line.ends_with("# https-listener") {
+            line.replace("port_value: 10443", "port_value: 0")
+        } else if line.ends_with("# xds") {
+            line.replace("port_value: 8093", &format!("port_value: {}", opts.xds_port))
+        } else if line.ends_with("# xds-token") {
+            line.replace("demo-xds-token-change-me", &opts.xds_token)
         } else if line.ends_with("# lookup") {
             line.replace("port_value: 8081", &format!("port_value: {}", opts.lookup_port))
         } else if line.ends_with("# origin") {
@@ -269,23 +315,60 @@ pub fn envoy_yaml(opts: &EnvoyOpts, port: u16, admin: u16) -> String {
         out.push_str(&line);
         out.push('\n');
     }
-    for marker in ["# admin", "# listener", "# lookup", "# origin", "# plugin-config"] {
+    for marker in
+        ["# admin", "# listener", "# https-listener", "# lookup", "# origin", "# plugin-config", "# xds", "# xds-token"]
+    {
         assert!(shipped.contains(marker), "{file} lost its `{marker}` line");
     }
     out
+}
+
+/// The shipped YAML's lines less the HTTPS listener: from the comment
+/// above `- name: edge_https` to the next `  clusters:`.
+fn without_https_listener(lines: Vec<&str>) -> Vec<&str> {
+    let Some(at) = lines.iter().position(|l| l.trim() == "- name: edge_https") else {
+        return lines;
+    };
+    let mut start = at;
+    while start > 0 && lines[start - 1].trim_start().starts_with('#') {
+        start -= 1;
+    }
+    let end = lines[at..].iter().position(|l| *l == "  clusters:").map_or(lines.len(), |n| at + n);
+    lines[..start].iter().chain(&lines[end..]).copied().collect()
+}
+
+/// The admin's port from the file `--admin-address-path` names (`127.0.0.1:PORT`),
+/// once Envoy has written it.
+fn admin_port(file: &Path) -> Option<u16> {
+    std::fs::read_to_string(file).ok()?.trim().rsplit(':').next()?.parse().ok().filter(|p| *p != 0)
+}
+
+/// Each listener's bound port by name, from the admin's `/listeners`.
+fn listener_ports(admin: u16) -> HashMap<String, u16> {
+    let listeners = get(admin, "/listeners?format=json").json();
+    let statuses = listeners["listener_statuses"].as_array().cloned().unwrap_or_default();
+    statuses
+        .iter()
+        .filter_map(|l| {
+            let port = l["local_address"]["socket_address"]["port_value"].as_u64()?;
+            Some((l["name"].as_str()?.to_string(), u16::try_from(port).ok()?))
+        })
+        .collect()
 }
 
 /// A change to the YAML text before Envoy reads it (see `Envoy::start_edited`).
 pub type Edit<'a> = &'a dyn Fn(String) -> String;
 
 impl Envoy {
-    fn spawn(opts: &EnvoyOpts, edit: Option<Edit>) -> (Proc, u16, u16, PathBuf, Scratch) {
+    /// Starts Envoy with every port 0 (admin and listeners); `--admin-address-path`
+    /// says where the admin bound, and the admin where the listeners did.
+    fn spawn(opts: &EnvoyOpts, edit: Option<Edit>) -> (Proc, PathBuf, PathBuf, Scratch) {
         let dir = Scratch::new("envoy");
-        let (port, admin) = (free_port(), free_port());
         let yaml = dir.0.join("envoy.yaml");
-        let text = envoy_yaml(opts, port, admin);
+        let text = envoy_yaml(opts);
         std::fs::write(&yaml, edit.map_or(text.clone(), |e| e(text))).expect("write yaml");
         let log = dir.0.join("envoy.log");
+        let admin_file = dir.0.join("admin.address");
         let mut cmd = Command::new(envoy_bin());
         if build() == Build::Native {
             cmd.env("ENVOY_DYNAMIC_MODULES_SEARCH_PATH", native_dir());
@@ -295,13 +378,15 @@ impl Envoy {
             .arg(&yaml)
             .args(["--disable-hot-restart", "-l", "info", "--file-flush-interval-msec", "50", "--concurrency"])
             .arg(opts.concurrency.to_string())
+            .arg("--admin-address-path")
+            .arg(&admin_file)
             .arg("--log-path")
             .arg(&log)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("start envoy");
-        (Proc { child, name: "envoy".into() }, port, admin, log, dir)
+        (Proc { child, name: "envoy".into() }, admin_file, log, dir)
     }
 
     /// Starts Envoy and waits until it is ready to serve.
@@ -311,15 +396,19 @@ impl Envoy {
 
     /// As `start`, after `edit` has changed the YAML text.
     pub fn start_with(opts: &EnvoyOpts, edit: Option<Edit>) -> Envoy {
-        let (mut proc, port, admin, log, dir) = Envoy::spawn(opts, edit);
-        wait_for("envoy to be ready", Duration::from_secs(30), || {
+        let (mut proc, admin_file, log, dir) = Envoy::spawn(opts, edit);
+        let admin = wait_for("envoy to be ready", Duration::from_secs(30), || {
             if !proc.alive() {
-                panic!("envoy exited:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
+                return Some(None);
             }
+            let admin = admin_port(&admin_file)?;
             let r = try_get(admin, "/ready")?;
-            (r.status == 200).then_some(())
-        });
-        let envoy = Envoy { proc, port, admin, log, _dir: dir };
+            (r.status == 200).then_some(Some(admin))
+        })
+        .unwrap_or_else(|| panic!("envoy exited:\n{}", std::fs::read_to_string(&log).unwrap_or_default()));
+        let mut envoy = Envoy { proc, port: 0, https_port: 0, admin, log, _dir: dir };
+        envoy.port = envoy.listener("edge");
+        envoy.https_port = if opts.https { envoy.listener("edge_https") } else { 0 };
         envoy.check_loaded();
         envoy
     }
@@ -335,9 +424,9 @@ impl Envoy {
 
     /// Starts Envoy expecting it to refuse the configuration; returns its log.
     pub fn refused(opts: &EnvoyOpts) -> String {
-        let (mut proc, _port, admin, log, _dir) = Envoy::spawn(opts, None);
+        let (mut proc, admin_file, log, _dir) = Envoy::spawn(opts, None);
         let status = wait_for("envoy to exit", Duration::from_secs(30), || {
-            if let Some(r) = try_get(admin, "/ready") {
+            if let Some(r) = admin_port(&admin_file).and_then(|admin| try_get(admin, "/ready")) {
                 if r.status == 200 {
                     panic!("envoy accepted a configuration it should refuse");
                 }
@@ -346,6 +435,12 @@ impl Envoy {
         });
         assert!(!status.success(), "envoy exited 0");
         std::fs::read_to_string(&log).unwrap_or_default()
+    }
+
+    /// The port a listener of this name bound (port 0 in the YAML).
+    pub fn listener(&self, name: &str) -> u16 {
+        let ports = listener_ports(self.admin);
+        *ports.get(name).unwrap_or_else(|| panic!("no listener {name:?} in {ports:?}"))
     }
 
     pub fn log(&self) -> String {
@@ -447,6 +542,24 @@ impl Response {
 fn try_get(port: u16, path: &str) -> Option<Response> {
     let req = Request { path: path.into(), ..Request::get("127.0.0.1") };
     try_send(port, &req).ok()
+}
+
+/// A call to the management API on `port` with a bearer token; the status
+/// and the JSON answer (`Null` when the body is not JSON).
+pub fn api(
+    port: u16,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let mut req = Request { path: path.into(), ..Request::get("127.0.0.1").method(method) }
+        .header("authorization", &format!("Bearer {token}"));
+    if let Some(b) = body {
+        req = req.header("content-type", "application/json").body(b.to_string().as_bytes());
+    }
+    let r = send(port, &req);
+    (r.status, r.try_json().unwrap_or(serde_json::Value::Null))
 }
 
 pub fn get(port: u16, path: &str) -> Response {
@@ -581,4 +694,24 @@ pub fn merge(base: &mut serde_json::Value, extra: serde_json::Value) {
         }
         (b, e) => *b = e,
     }
+}
+
+/// A CA and a leaf for 127.0.0.1 and localhost signed by it, as PEM files
+/// in `dir`: the CA, the leaf's chain and its key (a TLS server's, or a
+/// client's for mutual TLS).
+pub fn tls_files(dir: &std::path::Path) -> (PathBuf, PathBuf, PathBuf) {
+    let ca_key = rcgen::KeyPair::generate().expect("ca key");
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).expect("ca params");
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.distinguished_name.push(rcgen::DnType::CommonName, "cname-guard test TLS root");
+    let ca_cert = ca.self_signed(&ca_key).expect("ca cert");
+    let issuer = rcgen::Issuer::new(ca, ca_key);
+    let key = rcgen::KeyPair::generate().expect("leaf key");
+    let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).expect("params");
+    let leaf_cert = leaf.signed_by(&key, &issuer).expect("leaf cert");
+    let (root, cert, key_file) = (dir.join("tls-root.pem"), dir.join("tls-cert.pem"), dir.join("tls-key.pem"));
+    std::fs::write(&root, ca_cert.pem()).expect("write root");
+    std::fs::write(&cert, leaf_cert.pem()).expect("write cert");
+    std::fs::write(&key_file, key.serialize_pem()).expect("write key");
+    (root, cert, key_file)
 }

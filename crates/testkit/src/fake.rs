@@ -65,6 +65,16 @@ pub fn allowed(host: &str, account: &str) -> Reply {
     Reply::Json(200, record(host, Some(account), None, None, true))
 }
 
+/// An active custom hostname of `account` with a certificate in service:
+/// allowed, and `"https": true` (lookup contract v1).
+pub fn allowed_https(host: &str, account: &str) -> Reply {
+    let record = serde_json::json!({
+        "host": host, "account": null, "cname_target": "edge.saas.example", "target_account": account,
+        "custom_hostname": "active", "origin_resolves": true, "suspended": false, "ttl": 60, "https": true
+    });
+    Reply::Json(200, record.to_string())
+}
+
 impl FakeLookup {
     pub fn start(handler: impl Fn(&Call) -> Reply + Send + Sync + 'static) -> FakeLookup {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind fake lookup");
@@ -216,18 +226,27 @@ pub enum FeedMode {
     /// 404: a lookup service without the feed.
     #[default]
     Absent,
-    /// The wire format of the contract (README, lookup contract v1.1).
+    /// The wire format of the contract (docs/contract.md, lookup contract v1.1).
     Healthy,
     /// Every call gets this, whatever it asks.
     Fault(Reply),
+}
+
+/// What a change names, as the contract's keys do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Named {
+    Host,
+    Zone,
+    /// A hostname whose certificate was issued, renewed or withdrawn.
+    Certificate,
 }
 
 #[derive(Default)]
 struct FeedState {
     mode: FeedMode,
     seq: u64,
-    /// Changes after `floor`, oldest first: (seq, name, is a zone).
-    log: Vec<(u64, String, bool)>,
+    /// Changes after `floor`, oldest first: (seq, name, what it names).
+    log: Vec<(u64, String, Named)>,
     floor: u64,
     calls: Vec<Call>,
 }
@@ -249,21 +268,27 @@ impl FakeFeed {
         self.with(|s| s.mode = mode);
     }
 
-    fn change(&self, name: &str, zone: bool) -> u64 {
+    fn change(&self, name: &str, named: Named) -> u64 {
         self.with(|s| {
             s.seq += 1;
             let seq = s.seq;
-            s.log.push((seq, name.to_string(), zone));
+            s.log.push((seq, name.to_string(), named));
             seq
         })
     }
 
     pub fn host_changed(&self, host: &str) -> u64 {
-        self.change(host, false)
+        self.change(host, Named::Host)
     }
 
     pub fn zone_changed(&self, zone: &str) -> u64 {
-        self.change(zone, true)
+        self.change(zone, Named::Zone)
+    }
+
+    /// `host`'s certificate was issued, renewed or withdrawn: named under
+    /// `certificates`, as the reference service does.
+    pub fn certificate_changed(&self, host: &str) -> u64 {
+        self.change(host, Named::Certificate)
     }
 
     /// Drops the history: a client's `since` is now too old.
@@ -299,7 +324,12 @@ impl FakeFeed {
             FeedMode::Healthy => {}
         }
         let since = match since {
-            None => return Reply::Json(200, self.with(|s| serde_json::json!({"seq": s.seq, "hosts": [], "zones": []})).to_string()),
+            None => {
+                return Reply::Json(
+                    200,
+                    self.with(|s| serde_json::json!({"seq": s.seq, "hosts": [], "zones": []})).to_string(),
+                )
+            }
             Some(Ok(n)) => n,
             Some(Err(_)) => return Reply::Json(400, r#"{"error":"since: not an unsigned integer"}"#.into()),
         };
@@ -312,18 +342,27 @@ impl FakeFeed {
             if since > s.seq || since < s.floor {
                 return Reply::Json(200, serde_json::json!({"seq": s.seq, "reset": true}).to_string());
             }
-            let (mut hosts, mut zones, mut upto) = (Vec::new(), Vec::new(), since);
-            for (seq, name, zone) in s.log.iter().filter(|(seq, ..)| *seq > since) {
-                if hosts.len() + zones.len() == 1000 {
+            let (mut hosts, mut zones, mut certs, mut upto) = (Vec::new(), Vec::new(), Vec::new(), since);
+            for (seq, name, named) in s.log.iter().filter(|(seq, ..)| *seq > since) {
+                if hosts.len() + zones.len() + certs.len() == 1000 {
                     break;
                 }
-                if *zone { zones.push(name.clone()) } else { hosts.push(name.clone()) }
+                match named {
+                    Named::Host => hosts.push(name.clone()),
+                    Named::Zone => zones.push(name.clone()),
+                    Named::Certificate => certs.push(name.clone()),
+                }
                 upto = *seq;
             }
-            if hosts.len() + zones.len() < 1000 {
+            if hosts.len() + zones.len() + certs.len() < 1000 {
                 upto = s.seq;
             }
-            Reply::Json(200, serde_json::json!({"seq": upto, "hosts": hosts, "zones": zones}).to_string())
+            let mut answer = serde_json::json!({"seq": upto, "hosts": hosts, "zones": zones});
+            // Absent when empty, as the reference service writes it.
+            if !certs.is_empty() {
+                answer["certificates"] = serde_json::json!(certs);
+            }
+            Reply::Json(200, answer.to_string())
         })
     }
 }

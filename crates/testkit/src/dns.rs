@@ -16,14 +16,11 @@ use std::time::{Duration, Instant};
 
 const START: Duration = Duration::from_secs(30);
 
-/// The repository root, from the root crate or from `lookup/`.
+/// The repository root.
 pub fn repo() -> PathBuf {
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    if manifest.join("envoy/dns").is_dir() {
-        manifest
-    } else {
-        manifest.join("..")
-    }
+    // This crate is `crates/testkit`.
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    root.canonicalize().unwrap_or(root)
 }
 
 /// The demo zones, `envoy/dns/<zone>.zone`.
@@ -90,17 +87,42 @@ impl Bind {
 
     /// BIND serving `(zone, zone file text)` pairs.
     pub fn start(zones: &[(&str, &str)]) -> Bind {
+        Bind::launch(zones, false, None)
+    }
+
+    /// As `start`, also resolving for loopback clients: it chases CNAMEs
+    /// across its zones, as the public resolvers an ACME CA uses do.
+    pub fn start_resolving(zones: &[(&str, &str)]) -> Bind {
+        Bind::launch(zones, true, None)
+    }
+
+    /// As `start`, but the `keyed` zones take updates signed with the TSIG
+    /// key in `key_file` (a BIND key file) only; the others from loopback.
+    /// As `start_resolving`, the `keyed` zones taking updates signed with
+    /// the key only (a platform's DCV zone).
+    pub fn start_resolving_with_key(zones: &[(&str, &str)], key_file: &Path, keyed: &[&str]) -> Bind {
+        Bind::launch(zones, true, Some((key_file, keyed)))
+    }
+
+    pub fn start_with_key(zones: &[(&str, &str)], key_file: &Path, keyed: &[&str]) -> Bind {
+        Bind::launch(zones, false, Some((key_file, keyed)))
+    }
+
+    fn launch(zones: &[(&str, &str)], recursion: bool, key: Option<(&Path, &[&str])>) -> Bind {
         let dir = fresh_dir("named");
         for (zone, text) in zones {
             std::fs::write(dir.join(format!("{zone}.zone")), text).expect("write zone");
         }
         let port = free_dns_port();
-        let conf = Command::new("bash")
-            .arg(repo().join("scripts/named-conf.sh"))
+        let mut conf = Command::new("bash");
+        conf.arg(repo().join("scripts/named-conf.sh"))
             .arg(&dir)
             .arg(port.to_string())
-            .output()
-            .expect("run scripts/named-conf.sh");
+            .env("NAMED_RECURSION", if recursion { "yes" } else { "no" });
+        if let Some((file, keyed)) = key {
+            conf.env("NAMED_KEY_FILE", file).env("NAMED_KEY_ZONES", keyed.join(" "));
+        }
+        let conf = conf.output().expect("run scripts/named-conf.sh");
         assert!(conf.status.success(), "named-conf.sh: {}", String::from_utf8_lossy(&conf.stderr));
         std::fs::write(dir.join("named.conf"), &conf.stdout).expect("write named.conf");
         let log = std::fs::File::create(dir.join("named.log")).expect("named.log");

@@ -1,10 +1,9 @@
 //! A real PostgreSQL from Debian's `postgresql` package, in a scratch
 //! directory on a free loopback port, as an unprivileged user (PostgreSQL
-//! refuses root). Stopped on drop, so a failing test stops it too.
-//! Shared with the root end-to-end tests (`#[path]` in tests/common), so it
-//! uses no crate of the lookup service; `create_database` is in `mod.rs`.
+//! refuses root). Stopped on drop, so a failing test stops it too. One
+//! server per test, a database per scenario (`create_database`).
 
-use super::Scratch;
+use super::{free_port, Scratch};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -36,9 +35,6 @@ fn as_root() -> bool {
     std::fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false)
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port()
-}
 
 impl Postgres {
     pub fn start() -> Postgres {
@@ -50,18 +46,52 @@ impl Postgres {
             Postgres { bin: bin_dir(), data: scratch.0.join("data"), port: free_port(), running: false, scratch };
         let data = pg.data.display().to_string();
         pg.run("initdb", &["-D", &data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"]);
-        pg.start_again();
+        // PostgreSQL cannot bind port 0: another test may take the free port
+        // before it binds it (tests run side by side), then a new port.
+        for _ in 1..5 {
+            match pg.try_start() {
+                Err(log) if log.contains("could not bind") || log.contains("Address already in use") => {
+                    pg.port = free_port()
+                }
+                _ => break,
+            }
+        }
+        if !pg.running {
+            pg.start_again();
+        }
         pg
     }
 
     /// Starts the server (again, after `stop`), waiting until it accepts
     /// connections.
     pub fn start_again(&mut self) {
+        if let Err(log) = self.try_start() {
+            panic!("pg_ctl start failed:\n{log}");
+        }
+    }
+
+    /// `pg_ctl start`; on failure the server's log.
+    fn try_start(&mut self) -> Result<(), String> {
         let data = self.data.display().to_string();
-        let log = self.scratch.0.join("server.log").display().to_string();
+        let log = self.scratch.0.join("server.log");
+        let _ = std::fs::remove_file(&log);
         let opts = format!("-p {} -h 127.0.0.1 -k {} -F -c max_connections=60", self.port, self.scratch.0.display());
-        self.running = true;
-        self.run("pg_ctl", &["-D", &data, "-l", &log, "-o", &opts, "-w", "-t", "120", "start"]);
+        let out = self
+            .command("pg_ctl")
+            .args(["-D", &data, "-l", &log.display().to_string(), "-o", &opts, "-w", "-t", "120", "start"])
+            .current_dir(Path::new("/"))
+            .output()
+            .map_err(|e| format!("pg_ctl: {e}"))?;
+        if out.status.success() {
+            self.running = true;
+            return Ok(());
+        }
+        Err(format!(
+            "{}\n{}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr),
+            std::fs::read_to_string(&log).unwrap_or_default()
+        ))
     }
 
     pub fn stop(&mut self) {
@@ -76,6 +106,19 @@ impl Postgres {
 
     pub fn url_of(&self, database: &str) -> String {
         format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
+    }
+
+    /// Everything in `database` as `pg_dump` writes it (plain SQL).
+    pub fn dump(&self, database: &str) -> Vec<u8> {
+        let port = self.port.to_string();
+        let out = self
+            .command("pg_dump")
+            .args(["-h", "127.0.0.1", "-p", &port, "-U", "postgres", "--data-only", database])
+            .current_dir(Path::new("/"))
+            .output()
+            .expect("pg_dump");
+        assert!(out.status.success(), "pg_dump: {}", String::from_utf8_lossy(&out.stderr));
+        out.stdout
     }
 
     fn command(&self, tool: &str) -> Command {
@@ -109,5 +152,17 @@ impl Drop for Postgres {
             let data = self.data.display().to_string();
             let _ = self.command("pg_ctl").args(["-D", &data, "-m", "immediate", "-w", "stop"]).output();
         }
+    }
+}
+
+impl Postgres {
+    /// A fresh database, to keep scenarios sharing one server apart.
+    pub async fn create_database(&self, database: &str) -> String {
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::AnyPool::connect(&self.url()).await.expect("connect to postgres");
+        // A name chosen by the test, not input: CREATE DATABASE takes no parameters.
+        sqlx::query(&format!("CREATE DATABASE {database}")).execute(&pool).await.expect("create database");
+        pool.close().await;
+        self.url_of(database)
     }
 }

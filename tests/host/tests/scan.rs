@@ -1,0 +1,62 @@
+//! Issue 22: a flood of unique hostnames must not push the hostnames in
+//! steady use out of the cache, in the worker's map or the slot table.
+
+mod common;
+use cname_guard_core::cache::decode_slot;
+use cname_guard_host::{Action, Host};
+use common::*;
+use serde_json::json;
+use std::collections::HashSet;
+
+fn hot() -> Vec<String> {
+    (0..200).map(|i| format!("shop{i}.customer.example")).collect()
+}
+
+/// The hosts the shared slot table holds.
+fn in_slots(h: &Host) -> HashSet<String> {
+    h.shared_data_keys()
+        .into_iter()
+        .filter(|k| k.starts_with("cname_guard.slot."))
+        .filter_map(|k| h.shared_data(&k))
+        .filter_map(|(v, _)| decode_slot(&v).map(|(host, _)| String::from_utf8_lossy(host).into_owned()))
+        .collect()
+}
+
+#[test]
+fn a_flood_of_unique_hosts_leaves_the_hot_hosts_cached() {
+    let mut h = builder(json!({"cache": {"max_entries": 1024}})).workers(2).build().expect("host starts");
+    let hot = hot();
+    for host in &hot {
+        looked_up(&mut h, host, json!({"account": "acct-saas"}));
+    }
+    for _ in 0..4 {
+        for host in &hot {
+            assert_eq!(h.worker(0).get(host).action(), Action::Continue);
+        }
+    }
+    let slots_before: HashSet<String> = in_slots(&h).into_iter().filter(|s| hot.contains(s)).collect();
+    // 20,000 unique random names, each looked up once and denied (404).
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    for _ in 0..20_000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let r = h.worker(0).get(&format!("r{x:016x}.flood.example"));
+        let token = h.pending_calls().next_back().expect("a lookup for a new name").token;
+        h.answer(token, 404, &[], b"");
+        assert_eq!(status(&h, &r), 409);
+    }
+    let calls = h.calls().len();
+    for host in &hot {
+        h.worker(0).get(host);
+    }
+    let relooked = h.calls().len() - calls;
+    assert!(relooked <= 2, "{relooked} of 200 hot hosts needed a new lookup");
+    // The slot table keeps what it held of them (a 2-way set cannot hold
+    // three hot hosts, so not always all 200), within the same target.
+    let slots_after = in_slots(&h);
+    let gone: Vec<&String> = slots_before.iter().filter(|s| !slots_after.contains(*s)).collect();
+    assert!(gone.len() <= 2, "pushed out of the slot table: {gone:?}");
+    assert!(slots_after.len() <= 1024);
+    h.assert_no_anomalies();
+}
