@@ -239,6 +239,7 @@ pub struct AcmeArgs {
 
 #[derive(Debug, Args)]
 pub struct ImportArgs {
+    /// The registry JSON file; `-` reads standard input.
     pub file: PathBuf,
     #[command(flatten)]
     pub database: DatabaseArg,

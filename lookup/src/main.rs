@@ -9,7 +9,7 @@ use cname_guard_lookup::probe::DnsProbe;
 use cname_guard_lookup::resolve::Hickory;
 use cname_guard_lookup::run::StartError;
 use cname_guard_lookup::serve::{self, ServeError, ADMIN_TOKEN_ENV};
-use cname_guard_lookup::store::{import_registry, Store};
+use cname_guard_lookup::store::{import_file, Store};
 use std::process::ExitCode;
 use std::sync::Arc;
 use tokio::runtime::Runtime;
@@ -51,11 +51,9 @@ fn main() -> ExitCode {
 }
 
 async fn import(args: ImportArgs) -> Result<(), ServeError> {
-    let bytes = std::fs::read(&args.file)
-        .map_err(|e| ServeError::Import(format!("cannot read {}: {e}", args.file.display())))?;
     let store = Store::open(&args.database.database).await.map_err(|e| ServeError::Store(e.to_string()))?;
     let counts =
-        import_registry(&store, &bytes).await.map_err(|e| ServeError::Import(format!("{}: {e}", args.file.display())));
+        import_file(&store, &args.file).await.map_err(|e| ServeError::Import(format!("{}: {e}", args.file.display())));
     store.close().await;
     let c = counts?;
     println!(

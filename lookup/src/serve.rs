@@ -13,7 +13,7 @@ use crate::resolve::{DnsConfig, Hickory};
 use crate::retention::{AuditPruner, RetentionConfig};
 use crate::run::StartError;
 use crate::server::{self, Shutdown};
-use crate::store::{import_registry, Store};
+use crate::store::{import_file, Store};
 use crate::verification::OwnershipProbe;
 use crate::verifier::{Verifier, VerifierConfig};
 use crate::xds::{self, XdsConfig, XdsStats};
@@ -215,9 +215,8 @@ pub async fn serve(
     let store = Store::open(&args.database.database).await.map_err(|e| ServeError::Store(e.to_string()))?;
     crate::info!("store {:?} open", store.backend());
     if let Some(file) = &args.import {
-        let bytes =
-            std::fs::read(file).map_err(|e| ServeError::Import(format!("cannot read {}: {e}", file.display())))?;
-        let counts = import_registry(&store, &bytes).await.map_err(|e| ServeError::Import(e.to_string()))?;
+        let counts =
+            import_file(&store, file).await.map_err(|e| ServeError::Import(format!("{}: {e}", file.display())))?;
         crate::info!("imported {}: {counts:?}", file.display());
     }
     let admin = match admin_token {

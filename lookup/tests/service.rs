@@ -428,8 +428,13 @@ fn store_changes_are_served_by_the_next_request() {
     let j = svc.get("/v1/ownership?host=www.two.example").json();
     assert_eq!((j["account"].as_str(), j["suspended"].as_bool()), (Some("b"), Some(true)));
     assert_eq!(status_of(&svc, "www.one.example"), 200, "what the file does not name is kept");
-    // Idempotent.
-    let again = import(&svc.database(), &dir.path("two.json"));
+    // Idempotent; `-` reads the file from standard input.
+    let again = Command::new(LOOKUP)
+        .args(["import", "-", "--database", &svc.database()])
+        .stdin(std::fs::File::open(dir.path("two.json")).expect("open two.json"))
+        .output()
+        .expect("run import");
+    assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
     assert!(String::from_utf8_lossy(&again.stdout).contains("accounts_created=0 zones_created=0"));
     assert_eq!(svc.get("/readyz").status, 200);
 }

@@ -186,7 +186,7 @@ async fn import(store: &Store) {
 
     for (file, expect) in [
         ("[]", "expected a JSON object at the top level"),
-        (r#"{"accounts": {"a": []}}"#, "accounts[\"a\"]: expected a JSON object"),
+        (r#"{"accounts": {"a": []}}"#, "accounts[\"a\"]: invalid type: sequence, expected a JSON object"),
         ("{", "EOF"),
         (r#"{"zones": {}, "extra": 1}"#, "unknown field `extra`"),
         (r#"{"records": {}}"#, "DNS serves the records now"),

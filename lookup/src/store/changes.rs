@@ -25,6 +25,10 @@ pub(crate) struct Pending {
 }
 
 impl Pending {
+    pub(crate) fn len(&self) -> usize {
+        self.hosts.len() + self.zones.len() + self.certs.len()
+    }
+
     pub(crate) fn host(&mut self, name: &str) {
         self.hosts.insert(name.to_string());
     }

@@ -23,7 +23,7 @@ pub use accounts::Upsert;
 pub use audit::{Actor, AuditEntry};
 pub use changes::{Changes, FeedHead, MAX_NAMES};
 pub use hostnames::{CustomHostname, HostnameFilter, HostnamePage, HostnameSlice, Status, StatusChange, MAX_PER_PAGE};
-pub use import::{import_registry, parse_registry, ImportCounts, ImportError};
+pub use import::{import_file, import_reader, import_registry, parse_registry, ImportCounts, ImportError};
 pub use names::{check_account, check_hostname, check_id, NameError};
 pub use ssl::{Certificate, OrderStarted, Ssl, SslMethod, SslSetback, SslStatus};
 pub use tokens::{IssuedToken, TokenOwner};
