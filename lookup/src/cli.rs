@@ -131,10 +131,14 @@ pub struct VerifierArgs {
     #[arg(long = "verify-recheck", env = "CNAME_GUARD_VERIFY_RECHECK", default_value = "5m",
           value_parser = parse_duration, value_name = "DURATION")]
     pub recheck: Duration,
-    /// Time between verifier rounds.
+    /// When nothing was due, the time until the verifier looks again.
     #[arg(long = "verify-tick", env = "CNAME_GUARD_VERIFY_TICK", default_value = "5s",
           value_parser = parse_duration, value_name = "DURATION")]
     pub tick: Duration,
+    /// The verifier's DNS budget: questions a second over all its checks (a check asks ~4). A full pass that cannot fit in --verify-recheck is warned of at start.
+    #[arg(long = "verify-qps", env = "CNAME_GUARD_VERIFY_QPS", default_value_t = 100,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000), value_name = "N")]
+    pub qps: u32,
 }
 
 /// On-demand SDS for Envoy (issue 24); off without `--xds-listen`.
@@ -454,6 +458,7 @@ mod tests {
         assert_eq!(s.dns.servers.len(), 2);
         assert_eq!(s.verifier.pending_backoff[1], (Duration::from_secs(3600), Duration::from_secs(60)));
         assert_eq!(s.verifier.pending_timeout, Duration::from_secs(7 * 86_400));
+        assert_eq!(s.verifier.qps, crate::verifier::VerifierConfig::default().qps);
         assert_eq!(s.audit_retention, Retention(Some(Duration::from_secs(90 * 86_400))));
         for (value, keep) in [("off", None), ("0", None), ("0s", None), ("30d", Some(30 * 86_400)), ("1h", Some(3600))]
         {
@@ -469,6 +474,7 @@ mod tests {
             (&["x", "serve", "--listen", "localhost"][..], "--listen"),
             (&["x", "serve", "--dns-attempts", "0"][..], "--dns-attempts"),
             (&["x", "serve", "--verify-recheck", "soon"][..], "--verify-recheck"),
+            (&["x", "serve", "--verify-qps", "0"][..], "--verify-qps"),
             (&["x", "serve", "--verify-pending-backoff", "1m"][..], "--verify-pending-backoff"),
             (&["x", "serve", "--audit-retention", "90"][..], "--audit-retention"),
             (&["x", "serve", "--audit-retention", "10m"][..], "--audit-retention"),

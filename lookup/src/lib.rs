@@ -14,6 +14,7 @@ pub mod feed;
 pub mod http;
 pub mod origin;
 pub mod ownership;
+pub mod pacer;
 pub mod registry;
 pub mod resolve;
 pub mod run;

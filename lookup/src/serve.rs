@@ -77,6 +77,7 @@ pub fn verifier_config(args: &VerifierArgs) -> VerifierConfig {
     config.pending_timeout = args.pending_timeout;
     config.recheck_interval = args.recheck;
     config.tick = args.tick;
+    config.qps = args.qps;
     // A DNS failure is retried no later than the next recheck.
     config.retry_after_dns_failure = config.retry_after_dns_failure.min(args.recheck);
     config

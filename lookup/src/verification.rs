@@ -94,17 +94,31 @@ pub async fn check(
     account: &str,
     token: &str,
 ) -> Result<Check, StoreError> {
+    Ok(check_counted(store, probe, host, account, token).await?.0)
+}
+
+/// [`check`], with the DNS questions it asked: the TXT, a CNAME for each
+/// name of the chain, then the A of its end (and an AAAA when there is no
+/// A, not counted; answers from a cache cost less).
+pub async fn check_counted(
+    store: &Store,
+    probe: &dyn OwnershipProbe,
+    host: &str,
+    account: &str,
+    token: &str,
+) -> Result<(Check, u32), StoreError> {
     let txt_name = format!("{TXT_PREFIX}{host}");
     let (txt, chain) = match (probe.txt(&txt_name).await, probe.cname_chain(host).await) {
         (Ok(txt), Ok(chain)) => (txt, chain),
-        (Err(e), _) | (_, Err(e)) => return Ok(Check::DnsFailed(format!("DNS lookup for {host} failed: {e}"))),
+        (Err(e), _) | (_, Err(e)) => return Ok((Check::DnsFailed(format!("DNS lookup for {host} failed: {e}")), 2)),
     };
+    let queries = u32::try_from(chain.len()).unwrap_or(u32::MAX).saturating_add(3);
     let mut hops = Vec::with_capacity(chain.len());
     for name in chain {
         let account = store.zone_owner(&name).await?;
         hops.push(Hop { name, account });
     }
-    Ok(judge(host, account, token, &txt, &hops))
+    Ok((judge(host, account, token, &txt, &hops), queries))
 }
 
 /// Where a proven or unproven check takes a hostname; `None`: it stays.

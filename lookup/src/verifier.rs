@@ -1,10 +1,14 @@
 //! The background verifier: re-checks pending hostnames with backoff,
 //! times them out, re-checks active and moved ones periodically. Each round
 //! claims due hostnames under a lease in the database, so with several
-//! replicas one check per hostname runs, not one per replica.
+//! replicas one check per hostname runs, not one per replica. Checks start
+//! at the pace of a DNS budget (`qps`) and run several at once, so one
+//! customer's slow nameserver holds up one check, not the round.
 
+use crate::pacer::Pacer;
 use crate::store::{now, CustomHostname, Status, StatusChange, Store, StoreError};
-use crate::verification::{check, next_status, Check, OwnershipProbe};
+use crate::verification::{check_counted, next_status, Check, OwnershipProbe};
+use futures_util::stream::{self, StreamExt};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,10 +26,15 @@ pub struct VerifierConfig {
     pub retry_after_dns_failure: Duration,
     /// How long a claimed check is the claimer's alone.
     pub lease: Duration,
-    /// Hostnames claimed per round.
+    /// Hostnames claimed per round, at most (fewer when the budget could
+    /// not check them within half the lease).
     pub batch: u32,
-    /// Time between rounds.
+    /// When nothing was due, the time until the next look.
     pub tick: Duration,
+    /// DNS queries a second the verifier may send, over all its checks.
+    pub qps: u32,
+    /// Checks in flight at once.
+    pub concurrency: usize,
 }
 
 const MINUTE: u64 = 60;
@@ -46,8 +55,12 @@ impl Default for VerifierConfig {
             recheck_interval: s(5 * MINUTE),
             retry_after_dns_failure: s(MINUTE),
             lease: s(2 * MINUTE),
-            batch: 100,
+            batch: 1_000,
             tick: s(5),
+            // 25 checks a second at ~4 questions each: about what the verifier
+            // did before it had a budget.
+            qps: 100,
+            concurrency: 16,
         }
     }
 }
@@ -81,6 +94,20 @@ pub struct Verifier {
     /// This replica's name in leases.
     owner: String,
     dns_failures_total: AtomicU64,
+    pacer: Pacer,
+}
+
+/// What a full pass costs at the budget (logged at start and every
+/// re-check interval).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Plan {
+    /// Active and moved hostnames: each re-checked every interval.
+    pub hostnames: u64,
+    pub queries_per_check: f64,
+    /// How long checking them all takes at the budget.
+    pub pass: Duration,
+    /// Whether that fits in the re-check interval.
+    pub meets_interval: bool,
 }
 
 fn secs(d: Duration) -> i64 {
@@ -89,7 +116,45 @@ fn secs(d: Duration) -> i64 {
 
 impl Verifier {
     pub fn new(store: Store, probe: Arc<dyn OwnershipProbe>, config: VerifierConfig, owner: String) -> Verifier {
-        Verifier { store, probe, config, owner, dns_failures_total: AtomicU64::new(0) }
+        let pacer = Pacer::new(config.qps);
+        Verifier { store, probe, config, owner, dns_failures_total: AtomicU64::new(0), pacer }
+    }
+
+    /// The cost of a full pass now, from the store's count of active and
+    /// moved hostnames and the questions a check has cost so far.
+    pub async fn plan(&self) -> Result<Plan, StoreError> {
+        let hostnames = self.store.count_rechecked().await?;
+        let pass = self.pacer.pass(hostnames);
+        Ok(Plan {
+            hostnames,
+            queries_per_check: self.pacer.per_check(),
+            pass,
+            meets_interval: pass <= self.config.recheck_interval,
+        })
+    }
+
+    async fn log_plan(&self) {
+        match self.plan().await {
+            Ok(p) if p.meets_interval => crate::info!(
+                "verifier budget {} DNS queries/s, ~{:.1} a check: a pass of {} active and moved hostnames takes {}s \
+                 (re-check every {}s)",
+                self.config.qps,
+                p.queries_per_check,
+                p.hostnames,
+                p.pass.as_secs(),
+                self.config.recheck_interval.as_secs()
+            ),
+            Ok(p) => crate::warn!(
+                "verifier cannot re-check every {}s: a pass of {} active and moved hostnames takes {}s at \
+                 --verify-qps {} (~{:.1} queries a check); raise --verify-qps or --verify-recheck",
+                self.config.recheck_interval.as_secs(),
+                p.hostnames,
+                p.pass.as_secs(),
+                self.config.qps,
+                p.queries_per_check
+            ),
+            Err(e) => crate::error!("verifier plan: {e}"),
+        }
     }
 
     /// Checks that failed on DNS since start (a counter for metrics).
@@ -97,28 +162,58 @@ impl Verifier {
         self.dns_failures_total.load(Ordering::Relaxed)
     }
 
-    /// One round at `now` (Unix seconds): claim what is due, check it,
-    /// write the outcomes.
+    /// One round at `now` (Unix seconds): claim what is due, check it at
+    /// the budget's pace, write the outcomes.
     pub async fn round(&self, now: i64) -> Result<Round, StoreError> {
+        // Claim no more than the budget checks within half the lease, so
+        // the last check still holds its lease.
+        let batch = self.config.batch.min(self.pacer.checks_in(self.config.lease / 2));
+        let claimed = self.store.claim_due(&self.owner, now, secs(self.config.lease), batch).await?;
+        let started = tokio::time::Instant::now();
+        let outcomes: Vec<Result<Outcome, StoreError>> = stream::iter(claimed)
+            .map(|h| self.check_one(h, now, started))
+            .buffer_unordered(self.config.concurrency.max(1))
+            .collect()
+            .await;
         let mut round = Round::default();
-        let claimed = self.store.claim_due(&self.owner, now, secs(self.config.lease), self.config.batch).await?;
-        for h in claimed {
+        for outcome in outcomes {
             round.checked += 1;
-            let outcome = check(&self.store, &*self.probe, &h.hostname, &h.account, &h.verification_token).await?;
-            let (next, change) = self.decide(&h, now, outcome);
-            match &change {
-                None => {
-                    round.dns_failures += 1;
-                    self.dns_failures_total.fetch_add(1, Ordering::Relaxed);
-                }
-                Some(c) if c.from != c.to => round.changed += 1,
-                Some(_) => {}
-            }
-            if !self.store.finish_check(&self.owner, &h.id, now, next, change.as_ref()).await? {
-                round.skipped += 1;
+            match outcome? {
+                Outcome::DnsFailed => round.dns_failures += 1,
+                Outcome::Changed => round.changed += 1,
+                Outcome::Same => {}
+                Outcome::Skipped => round.skipped += 1,
             }
         }
         Ok(round)
+    }
+
+    /// One check in its turn; `now` is the round's, advanced by the time
+    /// the round has taken so far.
+    async fn check_one(
+        &self,
+        h: CustomHostname,
+        now: i64,
+        started: tokio::time::Instant,
+    ) -> Result<Outcome, StoreError> {
+        let reserved = self.pacer.turn().await;
+        let now = now.saturating_add(secs(started.elapsed()));
+        let (outcome, queries) =
+            check_counted(&self.store, &*self.probe, &h.hostname, &h.account, &h.verification_token).await?;
+        self.pacer.settle(reserved, queries);
+        let (next, change) = self.decide(&h, now, outcome);
+        let kind = match &change {
+            None => {
+                self.dns_failures_total.fetch_add(1, Ordering::Relaxed);
+                Outcome::DnsFailed
+            }
+            Some(c) if c.from != c.to => Outcome::Changed,
+            Some(_) => Outcome::Same,
+        };
+        if !self.store.finish_check(&self.owner, &h.id, now, next, change.as_ref()).await? {
+            return Ok(Outcome::Skipped);
+        }
+        Ok(kind)
     }
 
     /// The next check time and the change to write (`None`: DNS failed,
@@ -148,31 +243,62 @@ impl Verifier {
         (now + secs(every), Some(StatusChange { from: h.status, to, verification_errors: errors, reason }))
     }
 
-    /// Rounds every `tick` until `stop` resolves. A store failure is
-    /// logged and the next round tries again.
+    /// Rounds until `stop` resolves: another at once after a round that
+    /// checked something, else after `tick`. A store failure is logged and the
+    /// next round tries again. The pass's cost is logged at start and
+    /// every re-check interval.
     pub async fn run(self, stop: impl std::future::Future<Output = ()>) {
         let mut stop = std::pin::pin!(stop);
         // The first round one tick after start: the service comes up (and
         // answers its first lookups) before the verifier asks DNS.
-        let first = tokio::time::Instant::now() + self.config.tick;
-        let mut ticker = tokio::time::interval_at(first, self.config.tick);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut wait = self.config.tick;
+        let mut next_plan = tokio::time::Instant::now();
         loop {
             tokio::select! {
                 _ = &mut stop => return,
-                _ = ticker.tick() => {
-                    match self.round(now()).await {
-                        Ok(r) if r.changed > 0 || r.dns_failures > 0 => crate::info!(
+                _ = tokio::time::sleep(wait) => {}
+            }
+            if tokio::time::Instant::now() >= next_plan {
+                self.log_plan().await;
+                next_plan = tokio::time::Instant::now() + self.config.recheck_interval;
+            }
+            let round = tokio::select! {
+                _ = &mut stop => return,
+                r = self.round(now()) => r,
+            };
+            wait = match round {
+                Ok(r) => {
+                    if r.changed > 0 || r.dns_failures > 0 {
+                        crate::info!(
                             "verifier round checked={} changed={} dns_failures={} skipped={}",
-                            r.checked, r.changed, r.dns_failures, r.skipped
-                        ),
-                        Ok(_) => {}
-                        Err(e) => crate::error!("verifier round failed: {e}"),
+                            r.checked,
+                            r.changed,
+                            r.dns_failures,
+                            r.skipped
+                        );
+                    }
+                    if r.checked > 0 {
+                        Duration::ZERO
+                    } else {
+                        self.config.tick
                     }
                 }
-            }
+                Err(e) => {
+                    crate::error!("verifier round failed: {e}");
+                    self.config.tick
+                }
+            };
         }
     }
+}
+
+/// How one check ended.
+enum Outcome {
+    DnsFailed,
+    Changed,
+    Same,
+    /// The lease was lost or the status changed meanwhile.
+    Skipped,
 }
 
 #[cfg(test)]

@@ -140,3 +140,85 @@ async fn the_verifier_activates_a_hostname_once_its_txt_record_appears() {
     assert_eq!((r.checked, r.changed, r.dns_failures), (1, 1, 0));
     assert_eq!(status().await, Status::Active);
 }
+
+/// Seconds since midnight of a query-log line (`03-Dec-2026 18:14:43.808 client ...`).
+fn logged_at(line: &str) -> Option<f64> {
+    let clock = line.split_whitespace().nth(1)?;
+    let mut parts = clock.split(':');
+    let (h, m, s) = (parts.next()?.parse::<f64>().ok()?, parts.next()?.parse::<f64>().ok()?, parts.next()?);
+    Some(h * 3600.0 + m * 60.0 + s.parse::<f64>().ok()?)
+}
+
+/// `--verify-qps`: the verifier's questions reach BIND at the budget, not
+/// faster, and a pass takes what the budget says; a moved hostname among
+/// them is marked within the pass; a pass that cannot fit the re-check
+/// interval is known before it runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_verifier_keeps_to_its_dns_budget() {
+    const M: usize = 40;
+    const QPS: u32 = 50;
+    let mut records = String::new();
+    for i in 0..M {
+        // Its own edge name each: every question of a check reaches BIND.
+        // h7 has moved: into another account's zone, its TXT gone.
+        if i == 7 {
+            records.push_str("h7 IN CNAME x.other.example.\n");
+        } else {
+            records.push_str(&format!("h{i} IN CNAME e{i}.saas.example.\n_cname-guard.h{i} IN TXT \"token-{i}\"\n"));
+        }
+    }
+    let edges: String = (0..M).map(|i| format!("e{i} IN A 192.0.2.1\n")).collect();
+    let bind = Bind::start(&[
+        ("brand.example", &zone("brand.example", &records)),
+        ("saas.example", &zone("saas.example", &edges)),
+        ("other.example", &zone("other.example", "x IN A 192.0.2.2\n")),
+    ]);
+    let dir = Scratch::new("probe-budget");
+    let store = store(&dir).await;
+    for i in 0..M {
+        let (host, token) = (format!("h{i}.brand.example"), format!("token-{i}"));
+        store.create_hostname(&Actor::Admin, "acct-saas", &host, &token, Status::Active, &[]).await.unwrap();
+    }
+    let config = VerifierConfig {
+        qps: QPS,
+        tick: std::time::Duration::from_millis(100),
+        recheck_interval: std::time::Duration::from_secs(2),
+        ..VerifierConfig::default()
+    };
+    let probe = Arc::new(DnsProbe::new(resolver(&bind.addr())));
+    let verifier = Verifier::new(store.clone(), probe, config, "replica-1".into());
+
+    // Known before the pass: 40 checks of ~4 questions at 50 a second is 3.2 s, past the 2 s interval.
+    let plan = verifier.plan().await.unwrap();
+    assert_eq!((plan.hostnames, plan.pass.as_millis(), plan.meets_interval), (M as u64, 3200, false), "{plan:?}");
+
+    let before = bind.queries().len();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(verifier.run(async move {
+        let _ = stop_rx.await;
+    }));
+    let txt_asked = |q: &[String]| q.iter().filter(|l| l.contains("_cname-guard.h") && l.contains(" IN TXT ")).count();
+    let queries = tokio::task::spawn_blocking(move || {
+        support::dns::wait("every hostname's TXT asked", std::time::Duration::from_secs(30), || {
+            let q: Vec<String> = bind.queries().split_off(before);
+            // The last check's own questions after its TXT, then the pass is whole.
+            (txt_asked(&q) == M && q.iter().any(|l| l.contains("e39.saas.example IN A"))).then_some(q)
+        })
+    })
+    .await
+    .unwrap();
+    let _ = stop_tx.send(());
+    running.await.unwrap();
+
+    let times: Vec<f64> = queries.iter().filter_map(|l| logged_at(l)).collect();
+    let span = times.last().unwrap() - times.first().unwrap();
+    let n = queries.len() as f64;
+    eprintln!("{} questions in {span:.2} s: {:.1} a second (budget {QPS})", queries.len(), (n - 1.0) / span);
+    assert!(n >= (4 * M - 1) as f64, "{n} questions for {M} checks");
+    // The budget holds (a check's questions are reserved before it starts)...
+    assert!((n - 1.0) / span <= f64::from(QPS) * 1.1, "{n} questions in {span:.2} s");
+    // ...and the pass is not much slower than the budget allows.
+    assert!(span <= n / f64::from(QPS) * 1.5 + 0.5, "{n} questions in {span:.2} s");
+    let moved = store.hostname_by_name("h7.brand.example").await.unwrap().unwrap();
+    assert_eq!(moved.status, Status::Moved, "{:?}", moved.verification_errors);
+}

@@ -32,6 +32,15 @@ impl Store {
         self.claim(&CHECKS, owner, now, lease_secs, limit).await
     }
 
+    /// Active and moved hostnames: what a full re-check pass covers.
+    pub async fn count_rechecked(&self) -> Result<u64, StoreError> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM custom_hostnames WHERE status IN ('active', 'moved')")
+            .fetch_one(&self.pool)
+            .await?;
+        let n: i64 = col(&row, "n")?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
     /// Ends `owner`'s lease on `id`: records the check, applies `change`
     /// if the status is still `change.from`, and schedules the next check.
     /// `change: None` (DNS failed) only reschedules. False if the lease was
