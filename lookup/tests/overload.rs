@@ -169,3 +169,49 @@ fn a_dead_nameserver_holds_only_its_zones_share() {
     assert_eq!(lines(&svc, "status=503 dns unavailable"), 20);
     svc.stop();
 }
+
+/// The DNS questions BIND received for `name`.
+fn questions(bind: &dns::Bind, name: &str) -> usize {
+    bind.queries().iter().filter(|l| l.contains(&format!("query: {name} IN "))).count()
+}
+
+#[test]
+fn unlisted_hosts_are_refused_from_the_store_without_dns() {
+    let bind = dns::Bind::with_zone_dir(&dns::demo_zone_dir());
+    let registry = dns::repo().join("envoy/registry.json");
+    let registry = registry.to_str().expect("utf-8 path");
+    let start = |dir: &Scratch, mode: &str| {
+        let db = format!("sqlite:{}", dir.path("store.db").display());
+        let args = ["--dns-server", &bind.addr(), "--verifier", "off", "--import", registry, "--unlisted-hosts", mode];
+        Lookup::start(&db, &args, &dir.path("stderr.log"))
+    };
+    let (dir, unlisted) = (Scratch::new("overload"), "custom.brand.example");
+    // resolve (the default): the chain is followed, it CNAMEs into acct-saas (1014).
+    let svc = start(&dir, "resolve");
+    let r = lookup(svc.port, unlisted);
+    assert_eq!((r.status, &r.body["target_account"]), (200, &serde_json::json!("acct-saas")), "{}", r.body);
+    dns::wait("the questions for the unlisted host", DEADLINE, || (questions(&bind, unlisted) > 0).then_some(()));
+    let asked = questions(&bind, unlisted);
+    svc.stop();
+
+    let dir = Scratch::new("overload");
+    let svc = start(&dir, "refuse");
+    for host in [unlisted, "f1.flood.example", "f2.flood.example"] {
+        let r = lookup(svc.port, host);
+        assert_eq!((r.status, r.body["error"].as_str()), (404, Some("unknown host")), "{host}: {}", r.body);
+    }
+    // Listed hosts are still asked: a custom hostname off the platform's
+    // zones, and a name under a platform zone.
+    let r = lookup(svc.port, "shop.customer.example");
+    assert_eq!((r.status, &r.body["custom_hostname"]), (200, &serde_json::json!("active")), "{}", r.body);
+    assert_eq!(lookup(svc.port, "new-1.tenants.saas.example").status, 200);
+    dns::wait("the listed hosts' questions", DEADLINE, || {
+        (questions(&bind, "shop.customer.example") > 0 && questions(&bind, "new-1.tenants.saas.example") > 0)
+            .then_some(())
+    });
+    // named logs a question before it answers, and every lookup has its
+    // answer: none can still arrive for the refused names.
+    assert_eq!(questions(&bind, unlisted), asked, "{:#?}", bind.queries());
+    assert_eq!(questions(&bind, "f1.flood.example") + questions(&bind, "f2.flood.example"), 0);
+    svc.stop();
+}
