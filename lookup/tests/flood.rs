@@ -2,7 +2,7 @@
 //! pass/fail test: `#[ignore]`d, run by hand.
 //!
 //!   CNAME_GUARD_LOOKUP=target/release/cname-guard-lookup FLOOD_CONNS=512 FLOOD_SECS=10 \
-//!   FLOOD_NAMES=tenants|unlisted FLOOD_ARGS="--unlisted-hosts refuse" \
+//!   FLOOD_RATE=6000 FLOOD_NAMES=tenants|unlisted FLOOD_ARGS="--unlisted-hosts refuse" \
 //!   cargo test -p cname-guard-lookup --test flood -- --ignored --nocapture
 //!
 //! A flood on FLOOD_CONNS keep-alive connections, each lookup a name never
@@ -98,6 +98,9 @@ fn flood_figures() {
     let secs: u64 = env("FLOOD_SECS", "10").parse().expect("FLOOD_SECS");
     let names = env("FLOOD_NAMES", "tenants");
     let extra = env("FLOOD_ARGS", "");
+    // Offered lookups a second in all (0: each connection as fast as it is answered).
+    let rate: f64 = env("FLOOD_RATE", "0").parse().expect("FLOOD_RATE");
+    let every = if rate > 0.0 { Duration::from_secs_f64(conns as f64 / rate) } else { Duration::ZERO };
     let bind = dns::Bind::with_zone_dir(&dns::demo_zone_dir());
     let dir = Scratch::new("flood");
     let db = format!("sqlite:{}", dir.path("store.db").display());
@@ -130,7 +133,11 @@ fn flood_figures() {
                 let mut client = Client { port, conn: None };
                 let mut mine = BTreeMap::<u16, u64>::new();
                 let mut i = 0u64;
+                let mut next = Instant::now();
                 while !stop.load(Ordering::Relaxed) {
+                    // Paced: the next lookup is due `every` after the last was due.
+                    next += every;
+                    std::thread::sleep(next.saturating_duration_since(Instant::now()));
                     i += 1;
                     let host = match names.as_str() {
                         "unlisted" => format!("f{salt}-{t}-{i}.flood.example"),
@@ -147,11 +154,12 @@ fn flood_figures() {
         .collect();
     let started = Instant::now();
     let mut client = Client { port, conn: None };
-    let (mut latencies, mut failed) = (Vec::new(), 0u64);
+    let (mut latencies, mut failed) = (Vec::new(), BTreeMap::<u16, u64>::new());
     while started.elapsed() < Duration::from_secs(secs) {
         let t = Instant::now();
-        if client.get(legit) != Some(200) {
-            failed += 1;
+        match client.get(legit) {
+            Some(200) => {}
+            other => *failed.entry(other.unwrap_or(0)).or_default() += 1,
         }
         latencies.push(t.elapsed());
         std::thread::sleep(Duration::from_millis(10).saturating_sub(t.elapsed()));
@@ -166,14 +174,18 @@ fn flood_figures() {
     let statuses = statuses.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let total: u64 = statuses.values().sum();
     let questions = bind.queries().len() - before;
-    println!("flood {names} on {conns} connections for {elapsed:.1} s, {} {extra}", bin.display());
+    println!(
+        "flood {names} on {conns} connections, offered {} for {elapsed:.1} s, {} {extra}",
+        if rate > 0.0 { format!("{rate}/s") } else { "closed loop".into() },
+        bin.display()
+    );
     println!(
         "  flood answers: {total} ({:.0}/s) by status {statuses:?} (0: connection error or timeout)",
         total as f64 / elapsed
     );
     println!("  DNS questions BIND received: {questions} ({:.2} per flood lookup)", questions as f64 / total as f64);
     println!(
-        "  legitimate lookups: {} ({failed} not 200), p50 {:?} p99 {:?} max {:?}",
+        "  legitimate lookups: {} (not 200, by status: {failed:?}), p50 {:?} p99 {:?} max {:?}",
         latencies.len(),
         pct(0.50),
         pct(0.99),
@@ -182,6 +194,7 @@ fn flood_figures() {
     println!("  service peak memory (VmHWM): {} MiB", peak_memory_kib(pid) / 1024);
     let log = std::fs::read_to_string(dir.path("stderr.log")).unwrap_or_default();
     let overloaded = log.lines().filter(|l| l.contains("status=503 overloaded")).count();
-    let refused = log.lines().filter(|l| l.contains("questions in flight")).count();
-    println!("  shed (overloaded): {overloaded}; DNS questions refused by the budget: {refused}");
+    let per_zone = log.lines().filter(|l| l.contains("(--dns-max-in-flight-per-zone)")).count();
+    let overall = log.lines().filter(|l| l.contains("(--dns-max-in-flight)")).count();
+    println!("  shed (overloaded): {overloaded}; DNS questions refused: {per_zone} per zone, {overall} overall");
 }
