@@ -93,6 +93,7 @@ impl<H: Handler> Handler for Shedding<H> {
         }
         // Read before the request moves; a bad host gets the route's own 400 when not shed.
         let host = host_param(req.uri().query()).ok();
+        let authz = req.uri().path().starts_with(ext_authz::PATH_PREFIX);
         let id = request_id(&req);
         match self.limited.clone().oneshot(req).await {
             Ok(response) => response,
@@ -101,8 +102,12 @@ impl<H: Handler> Handler for Shedding<H> {
                 let host = host.as_deref();
                 let detail = format!("{} lookups in flight (--max-concurrent-lookups)", self.max);
                 crate::warn!("lookup host={} status=503 {OVERLOADED}: {detail}{id}", host.unwrap_or("-"));
-                let mut r =
-                    http::json(StatusCode::SERVICE_UNAVAILABLE, &Overloaded { host, error: OVERLOADED, detail });
+                // ext_authz answers in its own style: a short text page Envoy passes on.
+                let mut r = if authz {
+                    http::text(StatusCode::SERVICE_UNAVAILABLE, "503 overloaded\n")
+                } else {
+                    http::json(StatusCode::SERVICE_UNAVAILABLE, &Overloaded { host, error: OVERLOADED, detail })
+                };
                 r.headers_mut().insert(RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS));
                 r
             }

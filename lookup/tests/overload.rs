@@ -124,6 +124,10 @@ fn lookups_past_the_limit_are_shed_at_once_and_served_again_after() {
             assert!(r.head.contains("\r\nretry-after: 1"), "{}", r.head);
             assert!(r.took < AT_ONCE, "{i}: shed after {:?}", r.took);
         }
+        // ext_authz is a lookup too, answered in its own style.
+        let r = get(port, "/ext_authz/");
+        assert_eq!(r.status, 503);
+        assert!(r.head.contains("\r\nretry-after: 1"), "{}", r.head);
         // Not limited, and honest: the store answers.
         assert_eq!(get(port, "/healthz").status, 200);
         assert_eq!(get(port, "/readyz").status, 200);
@@ -132,7 +136,7 @@ fn lookups_past_the_limit_are_shed_at_once_and_served_again_after() {
             assert_eq!((r.status, r.body["error"].as_str()), (503, Some("dns unavailable")), "{}", r.body);
         }
     });
-    assert_eq!(lines(&svc, "status=503 overloaded"), 8, "{}", svc.stderr());
+    assert_eq!(lines(&svc, "status=503 overloaded"), 9, "{}", svc.stderr());
     // Recovered: the places are free again.
     let r = lookup(port, "custom.myclientsite.com");
     assert_eq!((r.status, &r.body["account"]), (200, &serde_json::json!("acct-client")), "{}", r.body);
