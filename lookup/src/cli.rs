@@ -1,6 +1,7 @@
 //! The command line of `cname-guard-lookup` (clap): `serve`, `import`, and
 //! the management API's client commands. Parsing only; `main` dispatches.
 
+pub use crate::ownership::Unlisted;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -85,6 +86,13 @@ pub struct ServeArgs {
     pub acme: AcmeArgs,
     #[command(flatten)]
     pub xds: XdsArgs,
+    /// Lookups (`/v1/ownership`, `/ext_authz`) served at once; one more is answered 503 `overloaded` at once, never queued.
+    #[arg(long = "max-concurrent-lookups", env = "CNAME_GUARD_MAX_CONCURRENT_LOOKUPS", default_value_t = 256,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000), value_name = "N")]
+    pub max_concurrent_lookups: u64,
+    /// A host neither under a platform zone nor a custom hostname: `resolve` follows its chain in DNS (1014 when it CNAMEs into the platform, else 1001); `refuse` answers 404 from the store, without DNS.
+    #[arg(long = "unlisted-hosts", env = "CNAME_GUARD_UNLISTED_HOSTS", value_enum, default_value_t = Unlisted::Resolve)]
+    pub unlisted_hosts: Unlisted,
     /// No log line per request.
     #[arg(long, env = "CNAME_GUARD_QUIET", value_parser = clap::builder::FalseyValueParser::new())]
     pub quiet: bool,
@@ -111,6 +119,14 @@ pub struct DnsArgs {
     #[arg(long = "dns-cache-entries", allow_negative_numbers = true, env = "CNAME_GUARD_DNS_CACHE_ENTRIES", default_value_t = 10_000,
           value_parser = clap::value_parser!(u64).range(0..=10_000_000), value_name = "N")]
     pub cache_entries: u64,
+    /// DNS questions in flight at most; one more waits 50 ms for a place, then its lookup is a DNS failure (503).
+    #[arg(long = "dns-max-in-flight", env = "CNAME_GUARD_DNS_MAX_IN_FLIGHT", default_value_t = 128,
+          value_parser = clap::value_parser!(u64).range(1..=100_000), value_name = "N")]
+    pub max_in_flight: u64,
+    /// DNS questions in flight at most for one zone (a name's last two labels); one more fails its lookup at once.
+    #[arg(long = "dns-max-in-flight-per-zone", env = "CNAME_GUARD_DNS_MAX_IN_FLIGHT_PER_ZONE", default_value_t = 32,
+          value_parser = clap::value_parser!(u64).range(1..=100_000), value_name = "N")]
+    pub max_in_flight_per_zone: u64,
 }
 
 #[derive(Debug, Args)]
@@ -460,6 +476,8 @@ mod tests {
         assert_eq!(s.verifier.pending_timeout, Duration::from_secs(7 * 86_400));
         assert_eq!(s.verifier.qps, crate::verifier::VerifierConfig::default().qps);
         assert_eq!(s.audit_retention, Retention(Some(Duration::from_secs(90 * 86_400))));
+        assert_eq!((s.max_concurrent_lookups, s.dns.max_in_flight, s.dns.max_in_flight_per_zone), (256, 128, 32));
+        assert_eq!(s.unlisted_hosts, Unlisted::Resolve);
         for (value, keep) in [("off", None), ("0", None), ("0s", None), ("30d", Some(30 * 86_400)), ("1h", Some(3600))]
         {
             let cli = Cli::try_parse_from(["x", "serve", "--audit-retention", value]).expect("valid");
@@ -478,6 +496,10 @@ mod tests {
             (&["x", "serve", "--verify-pending-backoff", "1m"][..], "--verify-pending-backoff"),
             (&["x", "serve", "--audit-retention", "90"][..], "--audit-retention"),
             (&["x", "serve", "--audit-retention", "10m"][..], "--audit-retention"),
+            (&["x", "serve", "--max-concurrent-lookups", "0"][..], "--max-concurrent-lookups"),
+            (&["x", "serve", "--dns-max-in-flight", "none"][..], "--dns-max-in-flight"),
+            (&["x", "serve", "--dns-max-in-flight-per-zone", "0"][..], "--dns-max-in-flight-per-zone"),
+            (&["x", "serve", "--unlisted-hosts", "drop"][..], "--unlisted-hosts"),
         ] {
             let e = Cli::try_parse_from(argv).expect_err("invalid");
             assert!(e.to_string().contains(flag), "{argv:?}: {e}");

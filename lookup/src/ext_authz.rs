@@ -105,7 +105,12 @@ mod tests {
         let response = block(async {
             let store = Store::open(&url).await.expect("store");
             import_registry(&store, REGISTRY.as_bytes()).await.expect("import");
-            let ownerships = Ownerships { store: store.clone(), dns: CachedDns::new(zone, 10, 300), max_ttl: 300 };
+            let ownerships = Ownerships {
+                store: store.clone(),
+                dns: CachedDns::new(zone, 10, 300),
+                max_ttl: 300,
+                unlisted: Default::default(),
+            };
             let response = check(&ownerships, &req.body(()).expect("request"), true).await;
             store.close().await;
             response

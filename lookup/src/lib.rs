@@ -8,6 +8,7 @@ pub mod chain;
 pub mod cli;
 pub mod client;
 pub mod dns;
+pub mod dns_budget;
 pub mod dns_cache;
 pub mod ext_authz;
 pub mod feed;
@@ -20,6 +21,7 @@ pub mod resolve;
 pub mod run;
 pub mod serve;
 pub mod server;
+pub mod shed;
 pub mod verdict;
 
 // Issue 11: the store, the management API and the verifier.

@@ -4,7 +4,7 @@
 
 use crate::chain::{self, End};
 use crate::dns_cache::CachedDns;
-use crate::registry::Answer;
+use crate::registry::{Answer, Registry};
 use crate::resolve::{Dns, DnsError};
 use crate::store::Store;
 use std::fmt;
@@ -19,6 +19,18 @@ pub struct Ownerships<D> {
     pub store: Store,
     pub dns: CachedDns<D>,
     pub max_ttl: u32,
+    pub unlisted: Unlisted,
+}
+
+/// What a lookup does for a host that is neither under a platform zone nor a
+/// custom hostname (`--unlisted-hosts`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Unlisted {
+    /// Follow its chain in DNS: 1014 when it CNAMEs into the platform, else 1001.
+    #[default]
+    Resolve,
+    /// Answer 404 (1001) from the store alone, no DNS question.
+    Refuse,
 }
 
 /// Why a lookup has no answer (503, never a verdict).
@@ -53,6 +65,9 @@ impl<D: Dns> Ownerships<D> {
     /// The answer for a canonical host, or why DNS or the store could not
     /// give one.
     pub async fn lookup(&self, host: &str) -> Result<Answer, LookupError> {
+        if self.unlisted == Unlisted::Refuse && !self.platform(host, &[]).await?.lists(host) {
+            return Ok(Answer::Unknown);
+        }
         let chain = chain::follow(&self.dns, host).await.map_err(LookupError::Dns)?;
         if let End::BadTarget(target) = &chain.end {
             crate::warn!(
@@ -60,12 +75,19 @@ impl<D: Dns> Ownerships<D> {
                 crate::log::clean(target.as_bytes())
             );
         }
-        let platform = match tokio::time::timeout(STORE_TIMEOUT, self.store.platform_slice(host, &chain.names)).await {
-            Ok(Ok(p)) => p,
-            Ok(Err(e)) => return Err(LookupError::Store(e.to_string())),
-            Err(_) => return Err(LookupError::Store(format!("no answer from the database in {STORE_TIMEOUT:?}"))),
-        };
+        let platform = self.platform(host, &chain.names).await?;
         Ok(platform.lookup(host, &chain, self.max_ttl))
+    }
+
+    /// The store's slice for `host` and the zones of `names`, in bounded time.
+    async fn platform(&self, host: &str, names: &[String]) -> Result<Registry, LookupError> {
+        let own = [host.to_string()];
+        let names = if names.is_empty() { &own[..] } else { names };
+        match tokio::time::timeout(STORE_TIMEOUT, self.store.platform_slice(host, names)).await {
+            Ok(Ok(p)) => Ok(p),
+            Ok(Err(e)) => Err(LookupError::Store(e.to_string())),
+            Err(_) => Err(LookupError::Store(format!("no answer from the database in {STORE_TIMEOUT:?}"))),
+        }
     }
 
     /// Whether the store answers now (`/readyz`).

@@ -102,6 +102,12 @@ impl Registry {
         dns::self_and_parents(name).find_map(|zone| self.zones.get(zone)).map(String::as_str)
     }
 
+    /// Whether `host` is under a platform zone or is a custom hostname of
+    /// any account: else its answer is 1001 or 1014, never an allow.
+    pub fn lists(&self, host: &str) -> bool {
+        self.zone_owner(host).is_some() || self.custom_hostnames.values().any(|hosts| hosts.contains_key(host))
+    }
+
     /// Lookup contract v1 for a canonical host, from its chain in DNS.
     /// `max_ttl` caps the chain's TTL.
     pub fn lookup(&self, host: &str, chain: &Chain, max_ttl: u32) -> Answer {

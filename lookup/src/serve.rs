@@ -6,6 +6,7 @@ use crate::admin::{admin_router, AdminState};
 use crate::api::{LookupApi, WithChanges};
 use crate::certs::{Issuer, IssuerConfig, Kek};
 use crate::cli::{AcmeArgs, ServeArgs, Switch, VerifierArgs, XdsArgs};
+use crate::dns_budget::Bounded;
 use crate::dns_cache::CachedDns;
 use crate::feed::{Feed, FeedConfig};
 use crate::ownership::Ownerships;
@@ -13,6 +14,7 @@ use crate::resolve::{DnsConfig, Hickory};
 use crate::retention::{AuditPruner, RetentionConfig};
 use crate::run::StartError;
 use crate::server::{self, Shutdown};
+use crate::shed::Shedding;
 use crate::store::{import_file, Store};
 use crate::verification::OwnershipProbe;
 use crate::verifier::{Verifier, VerifierConfig};
@@ -246,11 +248,20 @@ pub async fn serve(
         dns_config.timeout.as_millis(),
         dns_config.attempts,
     );
-    let ownerships =
-        Ownerships { store: store.clone(), dns: CachedDns::new(resolver, cache_entries, max_ttl), max_ttl };
+    let (per_zone, overall) = (args.dns.max_in_flight_per_zone as usize, args.dns.max_in_flight as usize);
+    let max_lookups = args.max_concurrent_lookups as usize;
+    crate::info!(
+        "limits max_concurrent_lookups={max_lookups} dns_max_in_flight={overall} dns_max_in_flight_per_zone={per_zone} unlisted_hosts={:?}",
+        args.unlisted_hosts
+    );
+    let dns = CachedDns::new(Bounded::new(resolver, overall, per_zone), cache_entries, max_ttl);
+    let ownerships = Ownerships { store: store.clone(), dns, max_ttl, unlisted: args.unlisted_hosts };
     let lookup = LookupApi { ownerships: Arc::new(ownerships), quiet: args.quiet };
-    // The change feed (contract v1.1) on the same listener.
-    let api = WithChanges { feed: Feed::start(store.clone(), FeedConfig::default()), inner: lookup };
+    // The change feed (contract v1.1) on the same listener; lookups shed past the limit.
+    let api = Shedding::new(
+        WithChanges { feed: Feed::start(store.clone(), FeedConfig::default()), inner: lookup },
+        max_lookups,
+    );
 
     // One signal stops every part.
     let shutdown = Shutdown::register().map_err(StartError::Signals)?;

@@ -217,3 +217,23 @@ fn https_is_an_active_custom_hostname_with_a_certificate() {
     assert!(!found(&r, "custom.myclientsite.com").https);
     assert!(!serde_json::to_string(&found(&r, "custom.myclientsite.com")).expect("json").contains("https"));
 }
+
+/// `--unlisted-hosts refuse` answers 404 for exactly the hosts whose
+/// verdict could only be a denial (1001 or 1014), whatever their chain.
+#[test]
+fn unlisted_hosts_can_only_be_denied() {
+    let r = example();
+    for listed in ["www.saas.example", "saas.example", "custom.myclientsite.com", "shop.customer.example"] {
+        assert!(r.lists(listed), "{listed}");
+    }
+    let z = zone().cname("stranger.example", "edge.saas.example", 60).a("orphan.example", 60);
+    for unlisted in ["stranger.example", "orphan.example", "nothing.example", "customer.example"] {
+        assert!(!r.lists(unlisted), "{unlisted}");
+        let chain = block(follow(&z, unlisted)).expect("chain");
+        let verdict = decide(&r.lookup(unlisted, &chain, MAX_TTL));
+        assert!(
+            matches!(verdict, Verdict::Deny(ErrorCode::DnsResolution | ErrorCode::CnameCrossUser)),
+            "{unlisted}: {verdict:?}"
+        );
+    }
+}
