@@ -14,6 +14,7 @@ use cname_guard_core::cache::{Entry, Inserted, LocalCache};
 use cname_guard_core::clock;
 use cname_guard_core::config::{Config, FailureMode};
 use cname_guard_core::incoming;
+use cname_guard_core::inflight::Counter;
 use cname_guard_core::lookup::{self, LookupError};
 use cname_guard_core::page::Problem;
 use cname_guard_core::policy::GRACE_MS;
@@ -39,6 +40,8 @@ pub struct State {
     metrics: Metrics,
     cache: RwLock<LocalCache>,
     flights: Flights,
+    /// Lookups out now, every worker's (`lookup.max_in_flight`).
+    in_flight: Counter,
     feed: Feed,
     stop: Mutex<bool>,
     wake_thread: Condvar,
@@ -85,6 +88,7 @@ impl FilterConfig {
             feed: Feed::new(c, &cfg),
             cfg,
             flights: Flights::default(),
+            in_flight: Counter::default(),
             stop: Mutex::new(false),
             wake_thread: Condvar::new(),
         });
@@ -152,8 +156,26 @@ pub fn ray_id(colo: &str) -> String {
 
 enum Role {
     Idle,
-    Leading(u64),
+    /// Our callout's id, and its slot of `lookup.max_in_flight` (held for
+    /// its `Drop`).
+    Leading(u64, #[allow(dead_code)] Slot),
     Waiting(Arc<Waiter>),
+}
+
+/// A slot of `lookup.max_in_flight`, given back when the lookup ends in
+/// whatever way (answer, failed dispatch, stream gone).
+struct Slot(Arc<State>);
+
+impl Slot {
+    fn take(st: &Arc<State>) -> Option<Slot> {
+        st.in_flight.take(st.cfg.max_in_flight).then(|| Slot(st.clone()))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.in_flight.release();
+    }
 }
 
 pub struct Filter {
@@ -294,22 +316,36 @@ impl Filter {
                 self.role = Role::Waiting(w);
                 HEADERS_STOP_ITERATION
             }
-            Some(Join::Lead) => match self.callout(s) {
-                Ok(id) => {
-                    request::lookup_started(&mut self.h(s));
-                    self.started = now;
-                    self.role = Role::Leading(id);
-                    HEADERS_STOP_ITERATION
-                }
-                Err(e) => {
-                    request::lookup_not_started(&self.st.cfg, &self.host, &e, &mut self.h(s));
+            Some(Join::Lead) => {
+                let Some(slot) = Slot::take(&self.st) else {
+                    // Over `lookup.max_in_flight`: the answer of a failed lookup, at once.
+                    request::lookup_shed(&mut self.h(s));
                     self.st.flights.settle(&self.host, self.id, None);
                     let act = self.failed(s, now);
-                    self.apply(s, act, inline)
-                }
-            },
+                    return self.apply(s, act, inline);
+                };
+                self.lead(s, now, inline, slot)
+            }
             None => {
                 ffi::log(Level::Warn, &format!("cname-guard: could not wait for the lookup of {}", self.host));
+                let act = self.failed(s, now);
+                self.apply(s, act, inline)
+            }
+        }
+    }
+
+    /// Makes the lookup for `self.host`, holding `slot` until it ends.
+    fn lead(&mut self, s: Stream, now: u64, inline: bool, slot: Slot) -> u32 {
+        match self.callout(s) {
+            Ok(id) => {
+                request::lookup_started(&mut self.h(s));
+                self.started = now;
+                self.role = Role::Leading(id, slot);
+                HEADERS_STOP_ITERATION
+            }
+            Err(e) => {
+                request::lookup_not_started(&self.st.cfg, &self.host, &e, &mut self.h(s));
+                self.st.flights.settle(&self.host, self.id, None);
                 let act = self.failed(s, now);
                 self.apply(s, act, inline)
             }
@@ -324,9 +360,10 @@ impl Filter {
     }
 
     pub fn on_callout_done(&mut self, s: Stream, id: u64, resp: ffi::CalloutResponse) {
-        if !matches!(self.role, Role::Leading(mine) if mine == id) {
+        if !matches!(self.role, Role::Leading(mine, _) if mine == id) {
             return;
         }
+        // Drops the slot: the lookup is over.
         self.role = Role::Idle;
         let now = now_ms();
         let status = if resp.ok { resp.status.as_deref() } else { None };
@@ -463,7 +500,7 @@ impl Drop for Filter {
         match &self.role {
             Role::Waiting(_) => self.st.flights.leave(&self.host, self.id),
             // Our callout dies with the stream: the waiters look again.
-            Role::Leading(_) => self.st.flights.abandon(&self.host, self.id),
+            Role::Leading(..) => self.st.flights.abandon(&self.host, self.id),
             Role::Idle => {}
         }
     }
