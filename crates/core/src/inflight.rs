@@ -18,11 +18,16 @@ pub fn admits(in_flight: usize, max: u32) -> bool {
     in_flight < max as usize
 }
 
-/// The count of one process (the native build).
+/// The count of one process (the native build: one static for every
+/// filter config, each admitting by its own bound).
 #[derive(Debug, Default)]
 pub struct Counter(AtomicU32);
 
 impl Counter {
+    pub const fn new() -> Counter {
+        Counter(AtomicU32::new(0))
+    }
+
     /// Takes a slot if `admits` allows one.
     pub fn take(&self, max: u32) -> bool {
         self.0.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| admits(n as usize, max).then(|| n + 1)).is_ok()

@@ -40,8 +40,6 @@ pub struct State {
     metrics: Metrics,
     cache: RwLock<LocalCache>,
     flights: Flights,
-    /// Lookups out now, every worker's (`lookup.max_in_flight`).
-    in_flight: Counter,
     feed: Feed,
     stop: Mutex<bool>,
     wake_thread: Condvar,
@@ -88,7 +86,6 @@ impl FilterConfig {
             feed: Feed::new(c, &cfg),
             cfg,
             flights: Flights::default(),
-            in_flight: Counter::default(),
             stop: Mutex::new(false),
             wake_thread: Condvar::new(),
         });
@@ -162,19 +159,24 @@ enum Role {
     Waiting(Arc<Waiter>),
 }
 
+/// Lookups out now in this Envoy, every worker's and every filter
+/// config's (the HTTP and HTTPS listeners each have one): the count
+/// `lookup.max_in_flight` bounds.
+static IN_FLIGHT: Counter = Counter::new();
+
 /// A slot of `lookup.max_in_flight`, given back when the lookup ends in
 /// whatever way (answer, failed dispatch, stream gone).
-struct Slot(Arc<State>);
+struct Slot;
 
 impl Slot {
-    fn take(st: &Arc<State>) -> Option<Slot> {
-        st.in_flight.take(st.cfg.max_in_flight).then(|| Slot(st.clone()))
+    fn take(cfg: &Config) -> Option<Slot> {
+        IN_FLIGHT.take(cfg.max_in_flight).then_some(Slot)
     }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.0.in_flight.release();
+        IN_FLIGHT.release();
     }
 }
 
@@ -317,7 +319,7 @@ impl Filter {
                 HEADERS_STOP_ITERATION
             }
             Some(Join::Lead) => {
-                let Some(slot) = Slot::take(&self.st) else {
+                let Some(slot) = Slot::take(&self.st.cfg) else {
                     // Over `lookup.max_in_flight`: the answer of a failed lookup, at once.
                     request::lookup_shed(&mut self.h(s));
                     self.st.flights.settle(&self.host, self.id, None);
