@@ -12,7 +12,7 @@ WASM := target/wasm32-wasip1/release/cname_guard.wasm
 NATIVE_DIR := target/native/modules
 NATIVE_SO := $(NATIVE_DIR)/libcname_guard.so
 # The end-to-end suite, run once per build (CNAME_GUARD_BUILD=wasm|native).
-E2E_TESTS := e2e_verdicts e2e_dns e2e_hostnames e2e_cache e2e_failures faults disconnect e2e_changes e2e_propagation e2e_certificates e2e_tls
+E2E_TESTS := e2e_verdicts e2e_dns e2e_hostnames e2e_cache e2e_shed e2e_failures faults disconnect e2e_changes e2e_propagation e2e_certificates e2e_tls
 LOOKUP := target/release/cname-guard-lookup
 ORIGIN := target/release/cname-guard-origin
 # Every Envoy YAML under envoy/ (the compose one included), found by content.

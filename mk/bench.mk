@@ -85,6 +85,10 @@ bench-lookup: bench-tools postgres-tools
 # (CNAME_GUARD_FLOOD_HOSTS to change it), the hot hosts again; real Envoy
 # (2 workers) and a fake lookup service, both builds; prints how many hot
 # hosts needed a new lookup and fails over the issue's target (2 of 200).
+# Then the overload phase: the reference lookup service (SQLite, BIND's
+# wildcard), a flood of unique hosts on 1,024 connections for 20 s
+# (CNAME_GUARD_FLOOD_CONNS, CNAME_GUARD_OVERLOAD_SECONDS) while hot hosts are
+# asked ~200/s; prints their non-200 answers, their p99 and Envoy's memory.
 .PHONY: bench-flood
 bench-flood: deps wasm native services
 	@for b in wasm native; do \

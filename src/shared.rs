@@ -4,6 +4,7 @@
 use cname_guard_core::cache::{choose_victim, decode_slot, Entry, Slots, Worth};
 use cname_guard_core::changes::{self, Eviction, Lease};
 use cname_guard_core::coalesce::{self, Lock, Step};
+use cname_guard_core::inflight::Table;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::Status;
 
@@ -108,6 +109,46 @@ pub fn release_lock(slots: Slots, host: &str) -> Vec<u32> {
         }
     }
     Vec::new()
+}
+
+const IN_FLIGHT_KEY: &str = "cname_guard.inflight";
+/// Every worker of the Envoy writes the one key: more tries than elsewhere.
+const IN_FLIGHT_TRIES: usize = 16;
+
+/// Takes a slot of `lookup.max_in_flight` for the lookup `tag` until
+/// `deadline`. False when the bound is reached (or the writes kept
+/// colliding: the lookup is shed rather than let past the bound).
+pub fn take_slot(tag: u64, now: u64, deadline: u64, max: u32) -> bool {
+    for _ in 0..IN_FLIGHT_TRIES {
+        let (value, cas) = get(IN_FLIGHT_KEY);
+        let Some(cas) = cas else {
+            let _ = hostcalls::set_shared_data(IN_FLIGHT_KEY, Some(&[]), None);
+            continue;
+        };
+        let Some(next) = Table::decode(value.as_deref().unwrap_or(&[])).take(tag, now, deadline, max) else {
+            return false;
+        };
+        match hostcalls::set_shared_data(IN_FLIGHT_KEY, Some(&next.encode()), Some(cas)) {
+            Ok(()) => return true,
+            Err(Status::CasMismatch) => continue,
+            Err(_) => break,
+        }
+    }
+    false
+}
+
+/// Gives the slot of lookup `tag` back (a slot not given back, for lost
+/// races, frees itself at its deadline).
+pub fn release_slot(tag: u64, now: u64) {
+    for _ in 0..IN_FLIGHT_TRIES {
+        let (value, cas) = get(IN_FLIGHT_KEY);
+        let Some(next) = Table::decode(value.as_deref().unwrap_or(&[])).release(tag, now) else { return };
+        match hostcalls::set_shared_data(IN_FLIGHT_KEY, Some(&next.encode()), cas) {
+            Ok(()) => return,
+            Err(Status::CasMismatch) => continue,
+            Err(_) => return,
+        }
+    }
 }
 
 const LEASE_KEY: &str = "cname_guard.changes.lease";

@@ -14,6 +14,7 @@ use cname_guard_core::clock;
 use cname_guard_core::coalesce::Step;
 use cname_guard_core::config::Config;
 use cname_guard_core::feed as core_feed;
+use cname_guard_core::inflight;
 use cname_guard_core::lookup::{self, LookupError};
 use cname_guard_core::ray::{self, RayGen};
 use cname_guard_core::request::{self, Act, Asker};
@@ -58,6 +59,8 @@ struct Call {
     host: String,
     started: u64,
     locked: bool,
+    /// Its slot of `lookup.max_in_flight` in shared data.
+    slot: u64,
     /// The feed named the host while this call was out: its answer may
     /// predate the change, so it answers the waiters but is not cached.
     superseded: bool,
@@ -75,6 +78,8 @@ pub struct Worker {
     /// Hosts another worker is looking up for us, with the lock's deadline.
     remote: HashMap<String, u64>,
     rng: RayGen,
+    /// Lookups this worker made: the tag of the next one's slot.
+    lookups: u32,
     tick: Duration,
     feed: Feed,
     /// Counters of the cached path, added to the metrics on the next slow
@@ -115,6 +120,7 @@ impl Worker {
             calls: HashMap::new(),
             remote: HashMap::new(),
             rng: RayGen::new(seed),
+            lookups: 0,
             tick: TICK_IDLE,
             feed: Feed::new(),
             tally: Tally::default(),
@@ -436,14 +442,26 @@ impl Root {
                 return Vec::new();
             }
             let locked = matches!(step, Step::Lead(_));
+            w.lookups = w.lookups.wrapping_add(1);
+            let slot = inflight::tag(w.queue.unwrap_or(0), w.lookups);
+            if !shared::take_slot(slot, now, now + w.lock_for_ms(), w.cfg.max_in_flight) {
+                // Over `lookup.max_in_flight`: the answer of a failed lookup, at once.
+                request::lookup_shed(&mut w.host());
+                if locked {
+                    wake(shared::release_lock(w.slots, host), MSG_FAILED, host);
+                }
+                return w.settle(host, None, now);
+            }
             let request_id = w.waiting.get(host).and_then(|l| l.first()).and_then(|wt| wt.request_id.clone());
             match dispatch(&w.cfg, host, request_id.as_deref()) {
                 Ok(token) => {
                     request::lookup_started(&mut w.host());
-                    w.calls.insert(token, Call { host: host.to_string(), started: now, locked, superseded: false });
+                    let call = Call { host: host.to_string(), started: now, locked, slot, superseded: false };
+                    w.calls.insert(token, call);
                     Vec::new()
                 }
                 Err(e) => {
+                    shared::release_slot(slot, now);
                     let cfg = w.cfg.clone();
                     request::lookup_not_started(&cfg, host, &e, &mut w.host());
                     if locked {
@@ -532,6 +550,7 @@ impl Context for Root {
         }
         let acts = self.with(|w| {
             let call = w.calls.remove(&token)?;
+            shared::release_slot(call.slot, now);
             let host = call.host;
             let status = response_status(num_headers);
             let status = status.as_deref();

@@ -141,6 +141,113 @@ fn bench_flood() {
         build(),
         t.elapsed().as_secs_f64()
     );
+    overload();
+}
+
+/// `make bench-flood`'s overload phase (issue 22): the reference lookup
+/// service (SQLite, BIND answering `*.tenants.saas.example` by a wildcard),
+/// `HOT` hot hosts warmed, then for CNAME_GUARD_OVERLOAD_SECONDS (20) a flood
+/// of unique hosts on CNAME_GUARD_FLOOD_CONNS (1,024) keep-alive connections,
+/// each as fast as it is answered, while 64 clients send the hot hosts at
+/// about 200 a second. Prints what the hot hosts got, the flood's rate and
+/// answers, and Envoy's memory; asserts nothing about time.
+fn overload() {
+    use common::load::{self, Load, Target};
+    let env = |k: &str, d: u64| std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d);
+    let (secs, conns) = (env("CNAME_GUARD_OVERLOAD_SECONDS", 20), env("CNAME_GUARD_FLOOD_CONNS", 1024) as usize);
+    let mut args = reference_lookup_args();
+    args.push("--quiet".into());
+    let (_lookup, lookup_port) = start_service(&lookup_bin(), &args.iter().map(String::as_str).collect::<Vec<_>>());
+    let (_origin, origin_port) = origin();
+    let cfg = plugin_config(json!({"cache": {"max_entries": 1024, "ttl_seconds": 300}}));
+    let mut opts = EnvoyOpts::new(cfg, lookup_port, origin_port);
+    opts.concurrency = 2;
+    let envoy = Envoy::start(&opts);
+    let hot: Arc<Vec<String>> = Arc::new((0..HOT).map(|i| format!("hot{i}.tenants.saas.example")).collect());
+    for _ in 0..4 {
+        for h in hot.iter() {
+            let r = envoy.request(h);
+            assert_eq!(r.status, 200, "{h}: {}", r.body_text());
+        }
+    }
+    let before = load::memory(&envoy);
+    let counts = || (envoy.stat("lookup.started"), envoy.stat("lookup.shed"), envoy.stat("lookup.failed"));
+    let (lookups, shed, failed) = counts();
+    let salt = load::run_salt();
+    let timeout = Duration::from_secs(10);
+    let flood = Load::start(
+        envoy.port,
+        conns,
+        timeout,
+        Arc::new(move |t, i| Target::new("flood", format!("{}.tenants.saas.example", load::unique_label(t, i, salt)))),
+        Arc::new(|_, _| Ok(())),
+    );
+    // 64 clients, each request due 320 ms after its last one was (not after
+    // its answer): 200 a second while answers take under 320 ms.
+    let (h, t0) = (hot.clone(), std::time::Instant::now());
+    let legit = Load::start(
+        envoy.port,
+        64,
+        timeout,
+        Arc::new(move |t, i| {
+            let due = t0 + Duration::from_millis(320 * i + 5 * t as u64);
+            std::thread::sleep(due.saturating_duration_since(std::time::Instant::now()));
+            Target::new("hot", h[(i as usize * 64 + t) % h.len()].clone())
+        }),
+        Arc::new(|_, r| match r.status {
+            200 => Ok(()),
+            s => Err(format!("status {s}")),
+        }),
+    );
+    let mut peak = before;
+    let end = std::time::Instant::now() + Duration::from_secs(secs);
+    while std::time::Instant::now() < end {
+        std::thread::sleep(Duration::from_secs(2));
+        let m = load::memory(&envoy);
+        peak = load::Memory {
+            allocated: peak.allocated.max(m.allocated),
+            heap_size: peak.heap_size.max(m.heap_size),
+            rss: peak.rss.max(m.rss),
+        };
+    }
+    let (legit, flood) = (legit.stop(), flood.stop());
+    let (lookups_after, shed_after, failed_after) = counts();
+    let non_200 = legit.requests - legit.count("hot", 200);
+    println!(
+        "bench-flood overload ({:?} build): {secs} s, flood on {conns} connections: {} requests ({:.0}/s) {:?}, \
+         {} without an answer; lookups {} started, {} shed, {} failed",
+        build(),
+        flood.requests,
+        flood.requests as f64 / flood.elapsed.as_secs_f64().max(1e-3),
+        flood.by_status,
+        flood.errors,
+        lookups_after - lookups,
+        shed_after - shed,
+        failed_after - failed,
+    );
+    println!(
+        "bench-flood overload ({:?} build): hot hosts {} requests ({:.0}/s), {non_200} not 200 {:?}, \
+         {} without an answer, latency p50 {:?} p99 {:?} max {:?}",
+        build(),
+        legit.requests,
+        legit.requests as f64 / legit.elapsed.as_secs_f64().max(1e-3),
+        legit.by_status,
+        legit.errors,
+        legit.latency(50.0),
+        legit.latency(99.0),
+        legit.max_latency(),
+    );
+    println!("bench-flood overload ({:?} build): Envoy memory before the flood {before}; peak {peak}", build());
+    println!(
+        "bench-flood overload ({:?} build): failure_mode_denied {}, cache.entries {}, cache.evictions {}",
+        build(),
+        envoy.stat("failure_mode_denied"),
+        envoy.stat("cache.entries"),
+        envoy.stat("cache.evictions")
+    );
+    for line in envoy.log().lines().filter(|l| l.contains("panic") || l.contains("critical")).take(3) {
+        println!("bench-flood overload ({:?} build): Envoy log: {line}", build());
+    }
 }
 
 const HOT: usize = 200;

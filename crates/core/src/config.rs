@@ -82,6 +82,9 @@ impl ChangesConfig {
 /// The ray-id suffix when `ray.colo` is not set: three capital letters, the
 /// shape of Cloudflare's location codes (`7d8e9f0a1b2c3456-ARN`), naming no
 /// real location.
+/// `lookup.max_in_flight` by default (docs/configuration.md says why).
+pub const DEFAULT_MAX_IN_FLIGHT: u32 = 256;
+
 pub const DEFAULT_COLO: &str = "EDG";
 
 /// The validated configuration the filter runs with.
@@ -91,6 +94,8 @@ pub struct Config {
     pub authority: String,
     pub path: String,
     pub timeout: Duration,
+    /// `lookup.max_in_flight`: lookups out at once per Envoy (`inflight`).
+    pub max_in_flight: u32,
     pub cache: CacheConfig,
     pub changes: ChangesConfig,
     pub failure_mode: FailureMode,
@@ -195,7 +200,7 @@ impl Config {
             ],
         )?;
         let lookup = root
-            .section("lookup", &["cluster", "authority", "path", "timeout_ms"])?
+            .section("lookup", &["cluster", "authority", "path", "timeout_ms", "max_in_flight"])?
             .ok_or_else(|| err("lookup", "required (at least `lookup.cluster`)"))?;
         let cluster = lookup.string("cluster")?.ok_or_else(|| err("lookup.cluster", "required"))?;
         if cluster.is_empty() || !cluster.bytes().all(|b| b.is_ascii_graphic()) {
@@ -208,6 +213,8 @@ impl Config {
         let path = lookup.string("path")?.unwrap_or_else(|| "/v1/ownership".into());
         check_path("lookup.path", &path)?;
         let timeout_ms = lookup.uint("timeout_ms", 500, 1..=60_000)?;
+        // The Wasm build keeps 16 bytes a slot in one shared-data value.
+        let max_in_flight = lookup.uint("max_in_flight", DEFAULT_MAX_IN_FLIGHT, 1..=4_096)?;
 
         const DAY: std::ops::RangeInclusive<u32> = 0..=86_400;
         let known = ["ttl_seconds", "negative_ttl_seconds", "failure_ttl_seconds", "stale_if_error_seconds", "max_entries"];
@@ -294,6 +301,7 @@ impl Config {
             authority,
             path,
             timeout: Duration::from_millis(u64::from(timeout_ms)),
+            max_in_flight,
             cache,
             changes,
             failure_mode,
@@ -351,6 +359,7 @@ mod tests {
         assert_eq!(c.authority, "ownership");
         assert_eq!(c.path, "/v1/ownership");
         assert_eq!(c.timeout, Duration::from_millis(500));
+        assert_eq!(c.max_in_flight, 256);
         assert_eq!(c.cache, CacheConfig::default());
         assert_eq!(c.changes, ChangesConfig::default());
         assert!(c.changes.enabled());
@@ -371,7 +380,7 @@ mod tests {
     #[test]
     fn full_config() {
         let c = parse(
-            r#"{"lookup":{"cluster":"o","authority":"ownership.internal","path":"/check","timeout_ms":250},
+            r#"{"lookup":{"cluster":"o","authority":"ownership.internal","path":"/check","timeout_ms":250,"max_in_flight":8},
                 "cache":{"ttl_seconds":5,"negative_ttl_seconds":1,"failure_ttl_seconds":2,"stale_if_error_seconds":30,"max_entries":100},
                 "failure_mode":"allow","status_on_error":502,"retry_after_seconds":1,
                 "ray":{"header":"X-Ray","colo":"ARN"},"server_header":"edge","account_header":"X-Account",
@@ -380,6 +389,7 @@ mod tests {
         .expect("valid");
         assert_eq!(c.authority, "ownership.internal");
         assert_eq!(c.timeout, Duration::from_millis(250));
+        assert_eq!(c.max_in_flight, 8);
         assert_eq!(c.cache.max_entries, 100);
         assert_eq!(c.failure_mode, FailureMode::Allow);
         assert_eq!(c.ray_header, "x-ray");
@@ -408,6 +418,10 @@ mod tests {
         assert_eq!(key_of(r#"{"lookup":{"cluster":"o"},"lookup":{"cluster":"p"}}"#), "");
         assert_eq!(key_of(r#"{"lookup":{"cluster":"o","timeout_ms":"5"}}"#), "lookup.timeout_ms");
         assert_eq!(key_of(r#"{"lookup":{"cluster":"o","timeout_ms":0}}"#), "lookup.timeout_ms");
+        assert_eq!(key_of(r#"{"lookup":{"cluster":"o","max_in_flight":0}}"#), "lookup.max_in_flight");
+        assert_eq!(key_of(r#"{"lookup":{"cluster":"o","max_in_flight":4097}}"#), "lookup.max_in_flight");
+        assert_eq!(key_of(r#"{"lookup":{"cluster":"o","max_in_flight":"8"}}"#), "lookup.max_in_flight");
+        assert_eq!(key_of(r#"{"lookup":{"cluster":"o","max_in_flight":null}}"#), "lookup.max_in_flight");
         assert_eq!(key_of(r#"{"lookup":{"cluster":"o","path":"v1"}}"#), "lookup.path");
         assert_eq!(key_of(r#"{"lookup":{"cluster":"o"},"cache":{"ttl":1}}"#), "cache.ttl");
         assert_eq!(key_of(r#"{"lookup":{"cluster":"o"},"cache":{"max_entries":-1}}"#), "cache.max_entries");

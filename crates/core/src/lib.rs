@@ -12,6 +12,7 @@ pub mod config;
 pub mod feed;
 pub mod host;
 pub mod incoming;
+pub mod inflight;
 pub mod json;
 pub mod lookup;
 pub mod page;

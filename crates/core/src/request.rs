@@ -121,6 +121,13 @@ pub fn lookup_started(h: &mut impl Host) {
     h.add(h.ids().lookups_started, 1);
 }
 
+/// A lookup refused by `lookup.max_in_flight` (`inflight`): counted, not
+/// logged (a flood would fill the log). Its requests get the answer of a
+/// failed lookup (`failed`: a stale verdict, else the failure mode).
+pub fn lookup_shed(h: &mut impl Host) {
+    h.add(h.ids().lookups_shed, 1);
+}
+
 /// A lookup's callout could not be sent.
 pub fn lookup_not_started(cfg: &Config, host: &str, e: &LookupError, h: &mut impl Host) {
     h.add(h.ids().lookups_failed, 1);
@@ -238,6 +245,21 @@ mod tests {
         assert_eq!(failed(&c, Some(&allow), asker(), || None, &mut h), Act::Allow("old".into()));
         assert_eq!(h.count("cname_guard.cache.stale_served"), 1);
         assert!(matches!(failed(&c, None, asker(), || None, &mut h), Act::Reply(_)));
+    }
+
+    #[test]
+    fn a_shed_lookup_is_a_failure_without_a_lookup() {
+        let c = cfg("");
+        let mut h = Fake::new(0);
+        let slots = crate::inflight::Counter::default();
+        assert!(slots.take(1));
+        assert!(!slots.take(1));
+        lookup_shed(&mut h);
+        let Act::Reply(r) = failed(&c, None, asker(), || None, &mut h) else { panic!("failure mode") };
+        assert_eq!(r.status, c.status_on_error);
+        assert_eq!((h.count("cname_guard.lookup.shed"), h.count("cname_guard.failure_mode_denied")), (1, 1));
+        assert_eq!((h.count("cname_guard.lookup.failed"), h.count("cname_guard.lookup.started")), (0, 0));
+        assert!(h.logs.iter().all(|(_, l)| !l.contains("lookup for")), "a shed lookup is not logged as failed");
     }
 
     #[test]

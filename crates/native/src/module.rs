@@ -14,6 +14,7 @@ use cname_guard_core::cache::{Entry, Inserted, LocalCache};
 use cname_guard_core::clock;
 use cname_guard_core::config::{Config, FailureMode};
 use cname_guard_core::incoming;
+use cname_guard_core::inflight::Counter;
 use cname_guard_core::lookup::{self, LookupError};
 use cname_guard_core::page::Problem;
 use cname_guard_core::policy::GRACE_MS;
@@ -152,8 +153,31 @@ pub fn ray_id(colo: &str) -> String {
 
 enum Role {
     Idle,
-    Leading(u64),
+    /// Our callout's id, and its slot of `lookup.max_in_flight` (held for
+    /// its `Drop`).
+    Leading(u64, #[allow(dead_code)] Slot),
     Waiting(Arc<Waiter>),
+}
+
+/// Lookups out now in this Envoy, every worker's and every filter
+/// config's (the HTTP and HTTPS listeners each have one): the count
+/// `lookup.max_in_flight` bounds.
+static IN_FLIGHT: Counter = Counter::new();
+
+/// A slot of `lookup.max_in_flight`, given back when the lookup ends in
+/// whatever way (answer, failed dispatch, stream gone).
+struct Slot;
+
+impl Slot {
+    fn take(cfg: &Config) -> Option<Slot> {
+        IN_FLIGHT.take(cfg.max_in_flight).then_some(Slot)
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        IN_FLIGHT.release();
+    }
 }
 
 pub struct Filter {
@@ -294,22 +318,36 @@ impl Filter {
                 self.role = Role::Waiting(w);
                 HEADERS_STOP_ITERATION
             }
-            Some(Join::Lead) => match self.callout(s) {
-                Ok(id) => {
-                    request::lookup_started(&mut self.h(s));
-                    self.started = now;
-                    self.role = Role::Leading(id);
-                    HEADERS_STOP_ITERATION
-                }
-                Err(e) => {
-                    request::lookup_not_started(&self.st.cfg, &self.host, &e, &mut self.h(s));
+            Some(Join::Lead) => {
+                let Some(slot) = Slot::take(&self.st.cfg) else {
+                    // Over `lookup.max_in_flight`: the answer of a failed lookup, at once.
+                    request::lookup_shed(&mut self.h(s));
                     self.st.flights.settle(&self.host, self.id, None);
                     let act = self.failed(s, now);
-                    self.apply(s, act, inline)
-                }
-            },
+                    return self.apply(s, act, inline);
+                };
+                self.lead(s, now, inline, slot)
+            }
             None => {
                 ffi::log(Level::Warn, &format!("cname-guard: could not wait for the lookup of {}", self.host));
+                let act = self.failed(s, now);
+                self.apply(s, act, inline)
+            }
+        }
+    }
+
+    /// Makes the lookup for `self.host`, holding `slot` until it ends.
+    fn lead(&mut self, s: Stream, now: u64, inline: bool, slot: Slot) -> u32 {
+        match self.callout(s) {
+            Ok(id) => {
+                request::lookup_started(&mut self.h(s));
+                self.started = now;
+                self.role = Role::Leading(id, slot);
+                HEADERS_STOP_ITERATION
+            }
+            Err(e) => {
+                request::lookup_not_started(&self.st.cfg, &self.host, &e, &mut self.h(s));
+                self.st.flights.settle(&self.host, self.id, None);
                 let act = self.failed(s, now);
                 self.apply(s, act, inline)
             }
@@ -324,9 +362,10 @@ impl Filter {
     }
 
     pub fn on_callout_done(&mut self, s: Stream, id: u64, resp: ffi::CalloutResponse) {
-        if !matches!(self.role, Role::Leading(mine) if mine == id) {
+        if !matches!(self.role, Role::Leading(mine, _) if mine == id) {
             return;
         }
+        // Drops the slot: the lookup is over.
         self.role = Role::Idle;
         let now = now_ms();
         let status = if resp.ok { resp.status.as_deref() } else { None };
@@ -463,7 +502,7 @@ impl Drop for Filter {
         match &self.role {
             Role::Waiting(_) => self.st.flights.leave(&self.host, self.id),
             // Our callout dies with the stream: the waiters look again.
-            Role::Leading(_) => self.st.flights.abandon(&self.host, self.id),
+            Role::Leading(..) => self.st.flights.abandon(&self.host, self.id),
             Role::Idle => {}
         }
     }

@@ -16,6 +16,8 @@ pub enum Reply {
     Late(Duration, Box<Reply>),
     /// Read the request, never answer.
     Hang,
+    /// Answer once the flag is set (a lookup held as long as a test needs).
+    Held(Arc<AtomicBool>, Box<Reply>),
     /// Close the connection without a response.
     Reset,
     /// Send the headers, then half the body, then close.
@@ -184,6 +186,15 @@ fn answer(out: &mut TcpStream, reply: Reply, stop: &AtomicBool) -> bool {
         Reply::Late(delay, inner) => {
             let until = Instant::now() + delay;
             while Instant::now() < until {
+                if stop.load(Ordering::SeqCst) {
+                    return false;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            answer(out, *inner, stop)
+        }
+        Reply::Held(open, inner) => {
+            while !open.load(Ordering::SeqCst) {
                 if stop.load(Ordering::SeqCst) {
                     return false;
                 }
