@@ -115,10 +115,10 @@ pub struct DnsArgs {
     #[arg(long = "max-ttl", allow_negative_numbers = true, env = "CNAME_GUARD_MAX_TTL", default_value_t = 300,
           value_parser = clap::value_parser!(u64).range(0..=86_400), value_name = "S")]
     pub max_ttl: u64,
-    /// Bound of the DNS answer cache (0: off).
-    #[arg(long = "dns-cache-entries", allow_negative_numbers = true, env = "CNAME_GUARD_DNS_CACHE_ENTRIES", default_value_t = 10_000,
-          value_parser = clap::value_parser!(u64).range(0..=10_000_000), value_name = "N")]
-    pub cache_entries: u64,
+    /// Bound of the DNS answer cache in bytes, e.g. 512MiB (0: off). About 500 bytes an answer: the default holds a million hostnames' chains.
+    #[arg(long = "dns-cache-size", env = "CNAME_GUARD_DNS_CACHE_SIZE", default_value = "512MiB",
+          value_parser = parse_size, value_name = "SIZE")]
+    pub cache_size: u64,
     /// DNS questions in flight at most; one more waits 50 ms for a place, then its lookup is a DNS failure (503).
     #[arg(long = "dns-max-in-flight", env = "CNAME_GUARD_DNS_MAX_IN_FLIGHT", default_value_t = 128,
           value_parser = clap::value_parser!(u64).range(1..=100_000), value_name = "N")]
@@ -409,6 +409,15 @@ pub enum Switch {
     Off,
 }
 
+/// A size in bytes: `512MiB`, `1 GB`, `65536`; at most 64 GiB.
+fn parse_size(s: &str) -> Result<u64, String> {
+    let size: bytesize::ByteSize = s.parse().map_err(|e| format!("{s:?}: not a size ({e})"))?;
+    if size.as_u64() > 64 << 30 {
+        return Err(format!("{s:?}: more than 64GiB"));
+    }
+    Ok(size.as_u64())
+}
+
 /// `30s`, `5m`, `7d` (humantime).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{s:?} is not a duration like 30s, 5m or 7d: {e}"))
@@ -475,6 +484,10 @@ mod tests {
         assert_eq!(s.verifier.pending_backoff[1], (Duration::from_secs(3600), Duration::from_secs(60)));
         assert_eq!(s.verifier.pending_timeout, Duration::from_secs(7 * 86_400));
         assert_eq!(s.verifier.qps, crate::verifier::VerifierConfig::default().qps);
+        assert_eq!(s.dns.cache_size, 512 << 20);
+        let cli = Cli::try_parse_from(["x", "serve", "--dns-cache-size", "64MiB"]).expect("valid");
+        let Command::Serve(s) = cli.command else { panic!("not serve") };
+        assert_eq!(s.dns.cache_size, 64 << 20);
         assert_eq!(s.audit_retention, Retention(Some(Duration::from_secs(90 * 86_400))));
         assert_eq!((s.max_concurrent_lookups, s.dns.max_in_flight, s.dns.max_in_flight_per_zone), (256, 128, 32));
         assert_eq!(s.unlisted_hosts, Unlisted::Resolve);
@@ -493,6 +506,7 @@ mod tests {
             (&["x", "serve", "--dns-attempts", "0"][..], "--dns-attempts"),
             (&["x", "serve", "--verify-recheck", "soon"][..], "--verify-recheck"),
             (&["x", "serve", "--verify-qps", "0"][..], "--verify-qps"),
+            (&["x", "serve", "--dns-cache-size", "lots"][..], "--dns-cache-size"),
             (&["x", "serve", "--verify-pending-backoff", "1m"][..], "--verify-pending-backoff"),
             (&["x", "serve", "--audit-retention", "90"][..], "--audit-retention"),
             (&["x", "serve", "--audit-retention", "10m"][..], "--audit-retention"),

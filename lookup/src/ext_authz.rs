@@ -107,7 +107,7 @@ mod tests {
             import_registry(&store, REGISTRY.as_bytes()).await.expect("import");
             let ownerships = Ownerships {
                 store: store.clone(),
-                dns: CachedDns::new(zone, 10, 300),
+                dns: CachedDns::new(zone, 1 << 20, 300),
                 max_ttl: 300,
                 unlisted: Default::default(),
             };

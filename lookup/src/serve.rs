@@ -241,9 +241,9 @@ pub async fn serve(
     let resolver = Hickory::new(&dns_config).map_err(StartError::Dns)?;
     let servers: Vec<String> = dns_config.servers.iter().map(ToString::to_string).collect();
     let max_ttl = args.dns.max_ttl as u32;
-    let cache_entries = args.dns.cache_entries as usize;
+    let cache_size = args.dns.cache_size;
     crate::info!(
-        "dns servers={} timeout_ms={} attempts={} max_ttl={max_ttl} cache_entries={cache_entries}",
+        "dns servers={} timeout_ms={} attempts={} max_ttl={max_ttl} cache_size={cache_size}",
         if servers.is_empty() { "/etc/resolv.conf".to_string() } else { servers.join(",") },
         dns_config.timeout.as_millis(),
         dns_config.attempts,
@@ -254,7 +254,7 @@ pub async fn serve(
         "limits max_concurrent_lookups={max_lookups} dns_max_in_flight={overall} dns_max_in_flight_per_zone={per_zone} unlisted_hosts={:?}",
         args.unlisted_hosts
     );
-    let dns = CachedDns::new(Bounded::new(resolver, overall, per_zone), cache_entries, max_ttl);
+    let dns = CachedDns::new(Bounded::new(resolver, overall, per_zone), cache_size, max_ttl);
     let ownerships = Ownerships { store: store.clone(), dns, max_ttl, unlisted: args.unlisted_hosts };
     let lookup = LookupApi { ownerships: Arc::new(ownerships), quiet: args.quiet };
     // The change feed (contract v1.1) on the same listener; lookups shed past the limit.

@@ -528,7 +528,8 @@ fn usage() {
         ("--dns-timeout-ms", "0"),
         ("--dns-attempts", "x"),
         ("--max-ttl", "86401"),
-        ("--dns-cache-entries", "-1"),
+        ("--dns-cache-size", "ten"),
+        ("--dns-cache-size", "100TiB"),
         ("--admin-listen", "8091"),
         ("--verify-pending-timeout", "soon"),
     ] {
