@@ -1,6 +1,6 @@
 //! The lookup service's endpoints: `/v1/ownership` (lookup contract v1),
-//! `/healthz`, `/readyz`, `/ext_authz*`, and with a store `/v1/changes`
-//! (the change feed, contract v1.1).
+//! `/healthz`, `/readyz`, `/metrics`, `/ext_authz*`, and with a store
+//! `/v1/changes` (the change feed, contract v1.1).
 
 use crate::certs;
 use crate::dns;

@@ -285,3 +285,24 @@ pub async fn admin(
     histogram!("cname_guard_admin_request_duration_seconds", "route" => route).record(started.elapsed().as_secs_f64());
     response
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Services built in one test process share the recorder: a second
+    /// install is the same handle, not a panic.
+    #[test]
+    fn installed_once_and_rendered() {
+        let first = install().expect("recorder") as *const PrometheusHandle;
+        let second = install().expect("recorder") as *const PrometheusHandle;
+        assert_eq!(first, second);
+        lookup(Lookup::NotFound, Duration::from_millis(3));
+        dns_budget_refused(true);
+        let text = render();
+        assert!(text.contains("# TYPE cname_guard_lookups_total counter"), "{text}");
+        assert!(text.contains(r#"cname_guard_lookups_total{result="not_found"} "#), "{text}");
+        assert!(text.contains(r#"cname_guard_dns_budget_refusals_total{kind="zone"} "#), "{text}");
+        assert!(text.contains(r#"cname_guard_lookup_duration_seconds_bucket{le="0.005"} "#), "{text}");
+    }
+}
