@@ -33,6 +33,7 @@ compose-up: compose-images
 	@bash $(COMPOSE_TEST) up
 	@echo "edges: http://127.0.0.1:$${CNAME_GUARD_EDGE_PORT:-18000} http://127.0.0.1:$${CNAME_GUARD_EDGE2_PORT:-18001}  admin: http://127.0.0.1:$${CNAME_GUARD_ADMIN_PORT:-18901} http://127.0.0.1:$${CNAME_GUARD_ADMIN2_PORT:-18902}"
 	@echo "management API: http://127.0.0.1:$${CNAME_GUARD_LOOKUP1_ADMIN_PORT:-18091} http://127.0.0.1:$${CNAME_GUARD_LOOKUP2_ADMIN_PORT:-18092}  (demo admin token: envoy/compose/admin-token)"
+	@echo "metrics (Prometheus): http://127.0.0.1:$${CNAME_GUARD_LOOKUP1_PORT:-18081}/metrics http://127.0.0.1:$${CNAME_GUARD_LOOKUP2_PORT:-18082}/metrics"
 	@echo "try:  curl -i -H 'Host: custom.myclientsite.com' http://127.0.0.1:$${CNAME_GUARD_EDGE_PORT:-18000}/"
 
 compose-down:

@@ -24,6 +24,7 @@
 # CNAME_GUARD_EDGE_PORT [18000], CNAME_GUARD_ADMIN_PORT [18901],
 # CNAME_GUARD_EDGE2_PORT [18001], CNAME_GUARD_ADMIN2_PORT [18902],
 # CNAME_GUARD_LOOKUP1_ADMIN_PORT [18091], CNAME_GUARD_LOOKUP2_ADMIN_PORT [18092],
+# CNAME_GUARD_LOOKUP1_PORT [18081], CNAME_GUARD_LOOKUP2_PORT [18082],
 # ENVOY_IMAGE, CNAME_GUARD_WASM, and the other variables of the compose file.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -36,6 +37,8 @@ EDGE2=http://127.0.0.1:${CNAME_GUARD_EDGE2_PORT:-18001}
 ADMIN2=http://127.0.0.1:${CNAME_GUARD_ADMIN2_PORT:-18902}
 API1=http://127.0.0.1:${CNAME_GUARD_LOOKUP1_ADMIN_PORT:-18091}
 API2=http://127.0.0.1:${CNAME_GUARD_LOOKUP2_ADMIN_PORT:-18092}
+LOOKUP1=http://127.0.0.1:${CNAME_GUARD_LOOKUP1_PORT:-18081}
+LOOKUP2=http://127.0.0.1:${CNAME_GUARD_LOOKUP2_PORT:-18082}
 HTTPS_PORT=${CNAME_GUARD_HTTPS_PORT:-18443}
 HTTPS2_PORT=${CNAME_GUARD_HTTPS2_PORT:-18444}
 PEBBLE_MGMT=https://127.0.0.1:${CNAME_GUARD_PEBBLE_PORT:-18150}
@@ -82,7 +85,8 @@ up() {
   preflight
   if [[ -z $(compose ps -q envoy-1 2>/dev/null) ]]; then
     local p
-    for p in "${EDGE##*:}" "${ADMIN##*:}" "${EDGE2##*:}" "${ADMIN2##*:}" "${API1##*:}" "${API2##*:}"; do
+    for p in "${EDGE##*:}" "${ADMIN##*:}" "${EDGE2##*:}" "${ADMIN2##*:}" "${API1##*:}" "${API2##*:}" \
+             "${LOOKUP1##*:}" "${LOOKUP2##*:}"; do
       port_free "$p" || die "127.0.0.1:$p is in use: choose another CNAME_GUARD_*_PORT (docs/compose.md)"
     done
   fi
@@ -171,6 +175,14 @@ open(sys.argv[2], "wb").write(head + b"\r\n")
 open(sys.argv[3], "wb").write(rest)
 PY
   STATUS=$(head -n1 "$HDRS" | awk '{print $2}')
+}
+# metrics-url: its /metrics is Prometheus text with a lookup counter above 0.
+# Captured first: curl piped into an early-exiting grep would die of SIGPIPE.
+lookups_counted() {
+  local text
+  text=$(curl -s --max-time 5 "$1/metrics" 2>/dev/null) || return 1
+  [[ $text == *"# TYPE cname_guard_lookups_total counter"* &&
+     $text =~ cname_guard_lookups_total\{result=\"[a-z_]+\"\}\ [1-9] ]]
 }
 header() { grep -i "^$1:" "$HDRS" | tail -n1 | cut -d: -f2- | sed 's/^ *//; s/\r$//'; }
 body() { cat "$BODY"; }
@@ -421,6 +433,8 @@ EOF
   check "both lookup replicas healthy in Envoy" is "$(healthy_lookups)" 2
   check "both lookup replicas answered lookups" eval '
     [[ $(curl -s "$ADMIN/clusters" | grep -E "^cname_guard_lookup_replicas::.*::rq_total::[1-9]" | wc -l) -eq 2 ]]'
+  check "lookup-1's /metrics (Prometheus text) counts its lookups" lookups_counted "$LOOKUP1"
+  check "lookup-2's /metrics (Prometheus text) counts its lookups" lookups_counted "$LOOKUP2"
 
 
   echo "== propagation: a change through lookup-1's API reaches both Envoys"

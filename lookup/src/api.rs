@@ -1,12 +1,13 @@
 //! The lookup service's endpoints: `/v1/ownership` (lookup contract v1),
-//! `/healthz`, `/readyz`, `/ext_authz*`, and with a store `/v1/changes`
-//! (the change feed, contract v1.1).
+//! `/healthz`, `/readyz`, `/metrics`, `/ext_authz*`, and with a store
+//! `/v1/changes` (the change feed, contract v1.1).
 
 use crate::certs;
 use crate::dns;
 use crate::ext_authz;
 use crate::feed::{self, Feed, Wire};
 use crate::http::{self, Body};
+use crate::metrics::{self, Lookup, Poll};
 use crate::ownership::Ownerships;
 use crate::registry::Answer;
 use crate::resolve::Dns;
@@ -42,7 +43,8 @@ impl<D: Dns> Handler for LookupApi<D> {
             OWNERSHIP_PATH if read_only => self.ownership(&req).await,
             "/healthz" if read_only => http::text(StatusCode::OK, "ok\n"),
             "/readyz" if read_only => self.ready().await,
-            OWNERSHIP_PATH | "/healthz" | "/readyz" => http::method_not_allowed("GET, HEAD"),
+            metrics::PATH if read_only => self.metrics().await,
+            OWNERSHIP_PATH | "/healthz" | "/readyz" | metrics::PATH => http::method_not_allowed("GET, HEAD"),
             _ => http::not_found(),
         }
     }
@@ -53,19 +55,31 @@ impl<D: Dns> LookupApi<D> {
     /// whose database is unreachable out of the cluster.
     async fn ready(&self) -> Response<Body> {
         match self.ownerships.ready().await {
-            Ok(()) => http::text(StatusCode::OK, "ok\n"),
+            Ok(()) => {
+                metrics::ready(true);
+                http::text(StatusCode::OK, "ok\n")
+            }
             Err(e) => {
+                metrics::ready(false);
                 crate::warn!("readyz status=503 store unavailable: {e}");
                 http::text(StatusCode::SERVICE_UNAVAILABLE, "store unavailable\n")
             }
         }
     }
 
+    /// The exposition text, with the gauges read at scrape time refreshed.
+    async fn metrics(&self) -> Response<Body> {
+        metrics::dns_cache_entries(self.ownerships.dns.len().await);
+        http::with_type(StatusCode::OK, metrics::CONTENT_TYPE, metrics::render())
+    }
+
     async fn ownership(&self, req: &Request<Incoming>) -> Response<Body> {
+        let started = std::time::Instant::now();
         let request_id = request_id(req);
         let host = match host_param(req.uri().query()) {
             Ok(h) => h,
             Err(message) => {
+                metrics::lookup(Lookup::BadRequest, started.elapsed());
                 if !self.quiet {
                     crate::info!("lookup bad_request reason={message:?}{request_id}");
                 }
@@ -75,11 +89,20 @@ impl<D: Dns> LookupApi<D> {
         let answer = match self.ownerships.lookup(&host).await {
             Ok(answer) => answer,
             Err(e) => {
+                metrics::lookup(e.metric(), started.elapsed());
                 crate::warn!("lookup host={host} status=503 {}: {e}{request_id}", e.kind());
                 let body = Unavailable { host: &host, error: e.kind(), detail: &e.to_string() };
                 return http::json(StatusCode::SERVICE_UNAVAILABLE, &body);
             }
         };
+        let result = match &answer {
+            Answer::Found(_) if matches!(crate::verdict::decide(&answer), crate::verdict::Verdict::Allow { .. }) => {
+                Lookup::Allowed
+            }
+            Answer::Found(_) => Lookup::Denied,
+            Answer::Unknown => Lookup::NotFound,
+        };
+        metrics::lookup(result, started.elapsed());
         if !self.quiet {
             match &answer {
                 Answer::Found(o) => crate::info!(
@@ -117,16 +140,26 @@ impl<H: Handler> Handler for WithChanges<H> {
         }
         let query = match feed::parse_query(req.uri().query()) {
             Ok(q) => q,
-            Err(message) => return http::json_error(StatusCode::BAD_REQUEST, message),
+            Err(message) => {
+                metrics::feed_poll(Poll::BadRequest);
+                return http::json_error(StatusCode::BAD_REQUEST, message);
+            }
         };
         match self.feed.changes(query).await {
             Ok(changes) => {
+                metrics::feed_poll(match &changes {
+                    Changes::Reset { .. } => Poll::Reset,
+                    c if c.is_empty() => Poll::Empty,
+                    _ => Poll::Changes,
+                });
                 if let (Changes::Reset { seq }, Some(since)) = (&changes, query.since) {
                     crate::info!("changes since={since} reset seq={seq}{}", request_id(&req));
                 }
                 http::json(StatusCode::OK, &Wire::from(&changes))
             }
             Err(e) => {
+                metrics::feed_poll(Poll::Unavailable);
+                metrics::store_error(metrics::StoreOp::Feed);
                 crate::warn!("changes status=503 store unavailable: {e}{}", request_id(&req));
                 let body = serde_json::json!({ "error": "store unavailable", "detail": e.to_string() });
                 http::json(StatusCode::SERVICE_UNAVAILABLE, &body)

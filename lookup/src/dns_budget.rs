@@ -97,6 +97,7 @@ impl<D: Dns> Dns for Bounded<D> {
         let refused = |detail: String| DnsError { name: name.to_string(), detail };
         let key = zone_key(name);
         let Some(_zone) = self.zone_slot(key) else {
+            crate::metrics::dns_budget_refused(true);
             return Err(refused(format!(
                 "refused: {} {REFUSED} for {key} (--dns-max-in-flight-per-zone)",
                 self.per_zone
@@ -106,6 +107,7 @@ impl<D: Dns> Dns for Bounded<D> {
             Ok(Ok(permit)) => permit,
             // Closed never happens (the semaphore is never closed); a wait past the bound fails.
             _ => {
+                crate::metrics::dns_budget_refused(false);
                 return Err(refused(format!("refused: {} {REFUSED} (--dns-max-in-flight)", self.max_overall)));
             }
         };

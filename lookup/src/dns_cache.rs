@@ -92,15 +92,19 @@ impl<D: Dns> Dns for CachedDns<D> {
     async fn query(&self, name: &str, rtype: Rtype) -> Result<Reply, DnsError> {
         // The first caller asks; the others wait on its answer (if the first
         // is cancelled, a waiter asks instead). An error is not kept.
+        let mut asked = false;
         let answer = self
             .answers
             .try_get_with((name.to_string(), rtype), async {
+                asked = true;
                 let reply = self.inner.query(name, rtype).await?;
                 let ttl = reply.ttl().min(self.max_ttl);
                 Ok::<_, DnsError>(Answer { expires: Instant::now() + Duration::from_secs(u64::from(ttl)), reply })
             })
-            .await
-            .map_err(|e| (*e).clone())?;
+            .await;
+        // A waiter on another caller's question counts as a hit: it asked no one.
+        crate::metrics::dns_cache(!asked);
+        let answer = answer.map_err(|e| (*e).clone())?;
         Ok(remaining(&answer, Instant::now()))
     }
 }

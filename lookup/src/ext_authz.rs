@@ -3,6 +3,7 @@
 
 use crate::dns::{self, HostHeader};
 use crate::http::{self, Body};
+use crate::metrics::{self, Lookup};
 use crate::ownership::{LookupError, Ownerships};
 use crate::resolve::Dns;
 use crate::verdict::{decide, ErrorCode, Verdict};
@@ -13,6 +14,7 @@ pub const PATH_PREFIX: &str = "/ext_authz";
 pub const ACCOUNT_HEADER: &str = "x-cname-guard-account";
 
 pub async fn check<B, D: Dns>(ownerships: &Ownerships<D>, req: &Request<B>, quiet: bool) -> Response<Body> {
+    let started = std::time::Instant::now();
     let raw = req.headers().get(HOST).map(|v| v.as_bytes()).or_else(|| req.uri().host().map(str::as_bytes));
     let parsed = match raw.map(std::str::from_utf8) {
         Some(Ok(raw)) => dns::parse_host_header(raw),
@@ -26,6 +28,7 @@ pub async fn check<B, D: Dns>(ownerships: &Ownerships<D>, req: &Request<B>, quie
                 (name, verdict)
             }
             Err(e) => {
+                metrics::lookup(e.metric(), started.elapsed());
                 crate::warn!("ext_authz host={name} {}: {e}{}", e.kind(), crate::api::request_id(req));
                 let page = match e {
                     LookupError::Dns(_) => "503 DNS unavailable\n",
@@ -36,12 +39,15 @@ pub async fn check<B, D: Dns>(ownerships: &Ownerships<D>, req: &Request<B>, quie
         },
         HostHeader::Ip(ip) => (ip.to_string(), Verdict::Deny(ErrorCode::DirectIp)),
         HostHeader::Invalid(reason) => {
+            metrics::lookup(Lookup::BadRequest, started.elapsed());
             if !quiet {
                 crate::info!("ext_authz bad_request reason={reason:?}{}", crate::api::request_id(req));
             }
             return http::with_type(StatusCode::BAD_REQUEST, http::TEXT, "400 Bad Request\n");
         }
     };
+    let result = if matches!(verdict, Verdict::Allow { .. }) { Lookup::Allowed } else { Lookup::Denied };
+    metrics::lookup(result, started.elapsed());
     if !quiet {
         let outcome = match &verdict {
             Verdict::Allow { account, .. } => format!("allow account={account}"),

@@ -115,6 +115,7 @@ impl Feed {
         let Ok(_permit) = self.waiters.try_acquire() else {
             return Ok(first);
         };
+        let _waiting = crate::metrics::Waiting::start();
         let mut head = self.store.subscribe_changes();
         let mut closing = self.closing.subscribe();
         tokio::select! {
@@ -150,7 +151,7 @@ async fn poll(store: Store, config: FeedConfig) {
     let mut failing = false;
     loop {
         ticks.tick().await;
-        let mut result = store.refresh_head().await.map(drop);
+        let mut result = store.refresh_head().await.map(crate::metrics::feed_head);
         if result.is_ok() && pruned.elapsed() >= config.prune_every {
             pruned = tokio::time::Instant::now();
             result = store.prune_changes(config.retain).await.map(drop);

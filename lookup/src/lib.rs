@@ -2,6 +2,8 @@
 //! demo origin.
 
 pub mod log;
+// Issue 20: Prometheus metrics.
+pub mod metrics;
 
 pub mod api;
 pub mod chain;

@@ -48,6 +48,14 @@ impl LookupError {
             LookupError::Store(_) => "store unavailable",
         }
     }
+
+    /// The lookup's result in the metrics.
+    pub fn metric(&self) -> crate::metrics::Lookup {
+        match self {
+            LookupError::Dns(_) => crate::metrics::Lookup::DnsUnavailable,
+            LookupError::Store(_) => crate::metrics::Lookup::StoreUnavailable,
+        }
+    }
 }
 
 impl fmt::Display for LookupError {
@@ -83,11 +91,16 @@ impl<D: Dns> Ownerships<D> {
     async fn platform(&self, host: &str, names: &[String]) -> Result<Registry, LookupError> {
         let own = [host.to_string()];
         let names = if names.is_empty() { &own[..] } else { names };
-        match tokio::time::timeout(STORE_TIMEOUT, self.store.platform_slice(host, names)).await {
-            Ok(Ok(p)) => Ok(p),
-            Ok(Err(e)) => Err(LookupError::Store(e.to_string())),
-            Err(_) => Err(LookupError::Store(format!("no answer from the database in {STORE_TIMEOUT:?}"))),
-        }
+        let started = std::time::Instant::now();
+        let slice = tokio::time::timeout(STORE_TIMEOUT, self.store.platform_slice(host, names)).await;
+        crate::metrics::store_query(started.elapsed());
+        let failed = match slice {
+            Ok(Ok(p)) => return Ok(p),
+            Ok(Err(e)) => LookupError::Store(e.to_string()),
+            Err(_) => LookupError::Store(format!("no answer from the database in {STORE_TIMEOUT:?}")),
+        };
+        crate::metrics::store_error(crate::metrics::StoreOp::Lookup);
+        Err(failed)
     }
 
     /// Whether the store answers now (`/readyz`).

@@ -153,7 +153,10 @@ impl Dns for Hickory {
             Rtype::Txt => RecordType::TXT,
             Rtype::Caa => RecordType::CAA,
         };
-        match self.resolver.lookup(fqdn.clone(), wanted).await {
+        let started = std::time::Instant::now();
+        let answered = self.resolver.lookup(fqdn.clone(), wanted).await;
+        crate::metrics::dns_query(rtype.label(), rcode(&answered), started.elapsed());
+        match answered {
             Ok(lookup) => {
                 let mine = lookup.records().iter().filter(|r| r.name() == &fqdn && r.record_type() == wanted);
                 let ttl = mine.clone().map(|r| r.ttl()).min();
@@ -218,6 +221,24 @@ fn negative(e: &ResolveError) -> Option<Reply> {
         ResponseCode::NXDomain => Some(Reply::NxDomain { ttl }),
         ResponseCode::NoError => Some(Reply::NoData { ttl }),
         _ => None,
+    }
+}
+
+/// The answer code as a metrics label: a fixed word.
+fn rcode<T>(answered: &Result<T, ResolveError>) -> &'static str {
+    let Err(e) = answered else { return "noerror" };
+    match e.proto().map(|p| p.kind()) {
+        Some(ProtoErrorKind::NoRecordsFound { response_code, .. }) => match *response_code {
+            ResponseCode::NoError => "noerror",
+            ResponseCode::NXDomain => "nxdomain",
+            ResponseCode::ServFail => "servfail",
+            ResponseCode::Refused => "refused",
+            ResponseCode::FormErr => "formerr",
+            ResponseCode::NotImp => "notimp",
+            _ => "other",
+        },
+        Some(ProtoErrorKind::Timeout) => "timeout",
+        _ => "error",
     }
 }
 

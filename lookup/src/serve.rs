@@ -215,6 +215,8 @@ pub async fn serve(
 ) -> Result<(), ServeError> {
     let issuer = issuer_config(&args.acme)?;
     let xds = xds_config(&args.xds, args.acme.kek_file.as_deref())?;
+    // Before anything records: what is recorded earlier is lost.
+    crate::metrics::install();
     let store = Store::open(&args.database.database).await.map_err(|e| ServeError::Store(e.to_string()))?;
     crate::info!("store {:?} open", store.backend());
     if let Some(file) = &args.import {
@@ -295,6 +297,8 @@ pub async fn serve(
         None => None,
     };
 
+    let upkeep_task = tokio::spawn(crate::metrics::upkeep(stopped(stop_rx.clone())));
+
     let verifier_task = if args.verifier.mode == Switch::On {
         let verifier = Verifier::new(store.clone(), probe, verifier_config(&args.verifier), replica_name());
         Some(tokio::spawn(verifier.run(stopped(stop_rx.clone()))))
@@ -361,6 +365,7 @@ pub async fn serve(
     if let Some(task) = retention_task {
         let _ = task.await;
     }
+    let _ = upkeep_task.await;
     store.close().await;
     Ok(())
 }

@@ -2,7 +2,7 @@
 //! limit that sheds instead of queueing (tower's `ConcurrencyLimit` under
 //! `LoadShed`): past the limit a lookup is answered 503 `overloaded` at once,
 //! with `retry-after`, so the filter applies its failure mode and
-//! stale-if-error. Health, readiness and the change feed are not limited.
+//! stale-if-error. Health, readiness, metrics and the change feed are not limited.
 
 use crate::api::{host_param, request_id, OWNERSHIP_PATH};
 use crate::ext_authz;
@@ -91,6 +91,7 @@ impl<H: Handler> Handler for Shedding<H> {
         if !is_lookup(req.uri().path()) {
             return self.inner.handle(req).await;
         }
+        let started = std::time::Instant::now();
         // Read before the request moves; a bad host gets the route's own 400 when not shed.
         let host = host_param(req.uri().query()).ok();
         let authz = req.uri().path().starts_with(ext_authz::PATH_PREFIX);
@@ -99,6 +100,7 @@ impl<H: Handler> Handler for Shedding<H> {
             Ok(response) => response,
             // LoadShed's only error here: the inner service is Infallible.
             Err(_) => {
+                crate::metrics::lookup(crate::metrics::Lookup::Overloaded, started.elapsed());
                 let host = host.as_deref();
                 let detail = format!("{} lookups in flight (--max-concurrent-lookups)", self.max);
                 crate::warn!("lookup host={} status=503 {OVERLOADED}: {detail}{id}", host.unwrap_or("-"));
@@ -165,7 +167,7 @@ mod tests {
     fn only_lookups_are_limited() {
         assert!(is_lookup("/v1/ownership"));
         assert!(is_lookup("/ext_authz/anything"));
-        for path in ["/healthz", "/readyz", "/v1/changes", "/.well-known/acme-challenge/t"] {
+        for path in ["/healthz", "/readyz", "/metrics", "/v1/changes", "/.well-known/acme-challenge/t"] {
             assert!(!is_lookup(path), "{path}");
         }
     }

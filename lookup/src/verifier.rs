@@ -134,7 +134,11 @@ impl Verifier {
     }
 
     async fn log_plan(&self) {
-        match self.plan().await {
+        let plan = self.plan().await;
+        if let Ok(p) = &plan {
+            crate::metrics::verifier_plan(p.hostnames, p.pass);
+        }
+        match plan {
             Ok(p) if p.meets_interval => crate::info!(
                 "verifier budget {} DNS queries/s, ~{:.1} a check: a pass of {} active and moved hostnames takes {}s \
                  (re-check every {}s)",
@@ -211,7 +215,16 @@ impl Verifier {
             Some(_) => Outcome::Same,
         };
         if !self.store.finish_check(&self.owner, &h.id, now, next, change.as_ref()).await? {
+            crate::metrics::verifier_check("skipped");
             return Ok(Outcome::Skipped);
+        }
+        match (&kind, &change) {
+            (Outcome::Changed, Some(c)) => {
+                crate::metrics::verifier_check("changed");
+                crate::metrics::verifier_transition(c.from.as_str(), c.to.as_str());
+            }
+            (Outcome::DnsFailed, _) => crate::metrics::verifier_check("dns_failed"),
+            _ => crate::metrics::verifier_check("same"),
         }
         Ok(kind)
     }
@@ -284,6 +297,7 @@ impl Verifier {
                     }
                 }
                 Err(e) => {
+                    crate::metrics::store_error(crate::metrics::StoreOp::Verifier);
                     crate::error!("verifier round failed: {e}");
                     self.config.tick
                 }

@@ -54,6 +54,7 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound(what) => ApiError::not_found(what),
             StoreError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
             StoreError::Database(_) | StoreError::Migrate(_) | StoreError::Url(_) => {
+                crate::metrics::store_error(crate::metrics::StoreOp::Admin);
                 crate::error!("admin store unavailable: {e}");
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", "the store is unavailable; retry")
             }

@@ -100,6 +100,7 @@ pub fn admin_router(state: AdminState) -> Router {
         .with_state(state)
         .layer(RequestBodyLimitLayer::new(MAX_BODY))
         .layer(axum::middleware::map_response(json_413))
+        .layer(axum::middleware::from_fn(crate::metrics::admin))
         .layer(TraceLayer::new_for_http())
 }
 

@@ -533,6 +533,7 @@ impl<D: Dns> Issuer<D> {
         };
         match self.store.ssl_issued(&self.owner, &cert, renewal, renewal::next_look(renew_at, window.as_ref())).await {
             Ok(true) => {
+                crate::metrics::certificate(true);
                 crate::info!(
                     "issuer hostname={} certificate serial={} expires={} renew_at={}",
                     h.hostname,
@@ -569,6 +570,7 @@ impl<D: Dns> Issuer<D> {
         mut errors: Vec<String>,
         drop_order: bool,
     ) -> Halt {
+        crate::metrics::certificate(false);
         let t = now();
         let delay = backoff(h.ssl.attempts, self.config.retry_min, self.config.retry_max).as_secs() as i64;
         let next_at = Some(t + delay.max(1));

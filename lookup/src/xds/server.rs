@@ -260,6 +260,7 @@ impl Ads {
             return;
         }
         self.stats.streams.fetch_add(1, Ordering::Relaxed);
+        let _open = crate::metrics::Stream::open();
         crate::info!("xds stream node={node} open");
         let mut changes = self.changes.subscribe();
         let mut session = Session::new(self.config.max_secrets_per_node, FALLBACK_NAME);
