@@ -69,7 +69,7 @@ impl<D: Dns> LookupApi<D> {
 
     /// The exposition text, with the gauges read at scrape time refreshed.
     async fn metrics(&self) -> Response<Body> {
-        metrics::dns_cache_entries(self.ownerships.dns.len().await);
+        metrics::dns_cache_entries(self.ownerships.dns.entries().await);
         http::with_type(StatusCode::OK, metrics::CONTENT_TYPE, metrics::render())
     }
 

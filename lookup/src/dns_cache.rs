@@ -64,7 +64,7 @@ impl<D: Dns> CachedDns<D> {
     }
 
     /// Answers held (after the cache's pending evictions have run).
-    pub async fn len(&self) -> u64 {
+    pub async fn entries(&self) -> u64 {
         self.answers.run_pending_tasks().await;
         self.answers.entry_count()
     }
@@ -138,7 +138,7 @@ mod tests {
             assert!(cache.query("b.example", Rtype::A).await.is_err());
         });
         assert_eq!(cache.inner().queries.load(Ordering::SeqCst), 2);
-        assert_eq!(block(cache.len()), 0);
+        assert_eq!(block(cache.entries()), 0);
     }
 
     fn rss_bytes() -> u64 {
@@ -190,7 +190,7 @@ mod tests {
         block(async {
             for i in 0..50 {
                 cache.query(&format!("h{i}.example"), Rtype::A).await.expect("answer");
-                assert!(cache.len().await <= 10);
+                assert!(cache.entries().await <= 10);
                 assert!(cache.answers.weighted_size() <= 10 * (ENTRY_OVERHEAD as u64 + 11));
             }
         });
@@ -210,7 +210,7 @@ mod tests {
                 cache.query("edge.example", Rtype::A).await.expect("answer");
                 cache.query(&format!("scan{i}.example"), Rtype::A).await.expect("answer");
             }
-            assert!(cache.len().await <= 100);
+            assert!(cache.entries().await <= 100);
         });
         // Once for edge.example, once for each scanned name.
         assert_eq!(cache.inner().queries.load(Ordering::SeqCst), 1 + 2_000);

@@ -87,7 +87,10 @@ async fn record_checks(db: &PgPool) {
 }
 
 /// `host`'s finished checks (replica, round), and whether one is under way.
-async fn checks_of(db: &PgPool, host: &str) -> (Vec<(String, Option<i64>)>, bool) {
+/// Finished checks of a hostname: the replica and its round.
+type Checks = Vec<(String, Option<i64>)>;
+
+async fn checks_of(db: &PgPool, host: &str) -> (Checks, bool) {
     let checks = sqlx::query_as("SELECT owner, round FROM test_checks WHERE hostname = $1 ORDER BY n")
         .bind(host)
         .fetch_all(db)
@@ -104,7 +107,7 @@ async fn checks_of(db: &PgPool, host: &str) -> (Vec<(String, Option<i64>)>, bool
 /// `host`'s finished checks and BIND's TXT questions for `txt`, read while
 /// no check is under way (none started or finished between the two reads
 /// around the query log), so that the two counts agree.
-fn settled(db: &PgPool, bind: &Bind, host: &str, txt: &str) -> Option<(Vec<(String, Option<i64>)>, usize)> {
+fn settled(db: &PgPool, bind: &Bind, host: &str, txt: &str) -> Option<(Checks, usize)> {
     let before = futures_block(checks_of(db, host));
     let questions = txt_questions(bind, txt);
     let after = futures_block(checks_of(db, host));
