@@ -75,9 +75,11 @@ pub fn note_uses(slots: Slots, host: &str, uses: u8, now: u64) {
     }
     for n in slots.slots_of(host) {
         let key = slot_key(n);
-        let (Some(value), cas) = get(&key) else { continue };
+        // Only with a CAS: a write without one could put back an entry
+        // the feed has just evicted.
+        let (Some(value), Some(cas)) = get(&key) else { continue };
         if let Some(raised) = raise_uses(&value, host, uses, now) {
-            let _ = hostcalls::set_shared_data(&key, Some(&raised), cas);
+            let _ = hostcalls::set_shared_data(&key, Some(&raised), Some(cas));
             return;
         }
         if Entry::decode(&value, host).is_some() {
