@@ -1,7 +1,7 @@
 //! The cache and lock tables in Proxy-Wasm shared data (one store per
 //! `vm_id`, shared by every worker VM of an Envoy).
 
-use cname_guard_core::cache::{choose_victim, decode_slot, Entry, Slots, Worth};
+use cname_guard_core::cache::{choose_victim, decode_slot, raise_uses, Entry, Slots, Worth};
 use cname_guard_core::changes::{self, Eviction, Lease};
 use cname_guard_core::coalesce::{self, Lock, Step};
 use cname_guard_core::inflight::Table;
@@ -40,18 +40,20 @@ pub struct Written {
 /// Stores `entry` for `host`, with CAS so that two workers writing one set
 /// don't lose each other's entries; gives up after a few collisions. A
 /// live entry of another host gives way only to one used more often, by
-/// this worker's count (`frequency`); otherwise nothing is written.
+/// this worker's count (`frequency`) or the slot's note of its use (core's
+/// `choose_victim`); otherwise nothing is written.
 pub fn write(slots: Slots, host: &str, entry: &Entry, now: u64, frequency: impl Fn(&[u8]) -> u8) -> Written {
     if !slots.enabled() {
         return Written::default();
     }
     let keys = slots.slots_of(host).map(slot_key);
-    let value = entry.encode(host);
-    let candidate = Worth::of(entry, frequency(host.as_bytes()), now);
-    let worth = |h: &[u8], e: &Entry| Worth::of(e, frequency(h), now);
+    let uses = frequency(host.as_bytes());
+    let value = entry.encode_used(host, uses);
+    let candidate = Worth::of(entry, uses, now);
     for _ in 0..CAS_TRIES {
         let current = [get(&keys[0]), get(&keys[1])];
-        let Some((i, evicted)) = choose_victim(host, [current[0].0.as_deref(), current[1].0.as_deref()], candidate, worth) else {
+        let values = [current[0].0.as_deref(), current[1].0.as_deref()];
+        let Some((i, evicted)) = choose_victim(host, values, candidate, now, &frequency) else {
             break;
         };
         let filled_empty = current[i].0.as_deref().and_then(decode_slot).is_none();
@@ -62,6 +64,28 @@ pub fn write(slots: Slots, host: &str, entry: &Entry, now: u64, frequency: impl 
         }
     }
     Written::default()
+}
+
+/// Notes in `host`'s slot that this worker saw it used `uses` times
+/// lately (its map's hits, which other workers' sketches never see). One
+/// try: a lost race leaves the note for the next one.
+pub fn note_uses(slots: Slots, host: &str, uses: u8, now: u64) {
+    if !slots.enabled() {
+        return;
+    }
+    for n in slots.slots_of(host) {
+        let key = slot_key(n);
+        // Only with a CAS: a write without one could put back an entry
+        // the feed has just evicted.
+        let (Some(value), Some(cas)) = get(&key) else { continue };
+        if let Some(raised) = raise_uses(&value, host, uses, now) {
+            let _ = hostcalls::set_shared_data(&key, Some(&raised), Some(cas));
+            return;
+        }
+        if Entry::decode(&value, host).is_some() {
+            return;
+        }
+    }
 }
 
 /// Takes the coalescing step for `host` on its set's lock, atomically.

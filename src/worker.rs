@@ -140,9 +140,12 @@ impl Worker {
     /// counts the request allowed (`count_allowed`) or redirected.
     pub fn local_allow(&mut self, host: &str, now: u64) -> Option<(&str, bool)> {
         let fresh_allow = |e: &Entry| matches!(e.verdict, Some(Verdict::Allow { .. })) && now < e.fresh_until;
-        match self.local.find(host, fresh_allow) {
-            Some(Entry { verdict: Some(Verdict::Allow { account, https }), .. }) => {
+        match self.local.find_used(host, fresh_allow) {
+            Some((Entry { verdict: Some(Verdict::Allow { account, https }), .. }, news)) => {
                 self.tally.hits += 1;
+                if let Some(uses) = news {
+                    shared::note_uses(self.slots, host, uses, now);
+                }
                 Some((account, *https && self.cfg.redirect_http))
             }
             _ => None,
@@ -168,7 +171,10 @@ impl Worker {
 
     /// The cached entry for `host`: the worker's map, then shared data.
     pub fn cached(&mut self, host: &str, now: u64) -> Lookup {
-        if let Some(e) = self.local.get(host) {
+        if let Some((e, news)) = self.local.find_used(host, |_| true) {
+            if let Some(uses) = news {
+                shared::note_uses(self.slots, host, uses, now);
+            }
             if now < e.fresh_until {
                 return Lookup::Fresh(e.clone());
             }

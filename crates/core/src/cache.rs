@@ -6,7 +6,9 @@
 //! Instead it is a 2-way set-associative table of `max_entries` fixed keys
 //! (`cname_guard.slot.<n>`); a host lives in one of the two slots of its set
 //! and a new host replaces the one worth less, if it is worth more itself
-//! (`admit`: by use, counted in the worker's `Sketch`, then by kind).
+//! (`admit`: by use, then by kind). Use is counted in each worker's own
+//! `Sketch`, so a slot also carries the use its writers last saw (`uses`):
+//! a name one worker serves all the time must not look cold to another.
 
 mod admit;
 mod local;
@@ -50,8 +52,14 @@ impl Entry {
         }
     }
 
-    /// Slot value: version, kind, fresh_until, stale_until, host, payload.
+    /// Slot value, with no use noted (`encode_used`).
     pub fn encode(&self, host: &str) -> Vec<u8> {
+        self.encode_used(host, 0)
+    }
+
+    /// Slot value: version, kind, fresh_until, stale_until, host and payload
+    /// lengths, uses, host, payload.
+    pub fn encode_used(&self, host: &str, uses: u8) -> Vec<u8> {
         let (kind, payload): (u8, &[u8]) = match &self.verdict {
             Some(Verdict::Allow { account, https: false }) => (KIND_ALLOW, account.as_bytes()),
             Some(Verdict::Allow { account, https: true }) => (KIND_ALLOW_HTTPS, account.as_bytes()),
@@ -65,6 +73,7 @@ impl Entry {
         out.extend_from_slice(&self.stale_until.to_le_bytes());
         out.push(host.len().min(255) as u8);
         out.push(payload.len().min(255) as u8);
+        out.push(uses.min(MAX_FREQUENCY));
         out.extend_from_slice(host.as_bytes());
         out.extend_from_slice(payload);
         out
@@ -77,7 +86,10 @@ impl Entry {
     }
 }
 
-const VERSION: u8 = 1;
+/// 2: the `uses` byte. A filter of version 1 on the same `vm_id` reads a
+/// version 2 slot as foreign (an empty slot) and the other way round: each
+/// looks the host up again, nothing wrong is served.
+const VERSION: u8 = 2;
 const KIND_ALLOW: u8 = 0;
 const KIND_DENY: u8 = 1;
 const KIND_FAILURE: u8 = 2;
@@ -86,7 +98,7 @@ const KIND_FAILURE: u8 = 2;
 /// read as allows without HTTPS, and a filter that predates this kind
 /// reads such a slot as foreign, an empty slot, and looks the host up).
 const KIND_ALLOW_HTTPS: u8 = 3;
-const HEADER: usize = 20;
+const HEADER: usize = 21;
 const DENY_PAYLOADS: [[u8; 2]; 5] = {
     let mut p = [[0u8; 2]; 5];
     let mut i = 0;
@@ -100,6 +112,11 @@ const DENY_PAYLOADS: [[u8; 2]; 5] = {
 /// Splits a slot value into its host and entry; `None` for an empty or
 /// foreign value (a slot is just bytes to us: never trust them blindly).
 pub fn decode_slot(bytes: &[u8]) -> Option<(&[u8], Entry)> {
+    decode_used(bytes).map(|(host, entry, _)| (host, entry))
+}
+
+/// `decode_slot`, with the use the slot's writers noted.
+fn decode_used(bytes: &[u8]) -> Option<(&[u8], Entry, u8)> {
     if bytes.len() < HEADER || bytes[0] != VERSION {
         return None;
     }
@@ -110,6 +127,7 @@ pub fn decode_slot(bytes: &[u8]) -> Option<(&[u8], Entry)> {
     if bytes.len() != HEADER + host_len + payload_len {
         return None;
     }
+    let uses = bytes[20].min(MAX_FREQUENCY);
     let host = &bytes[HEADER..HEADER + host_len];
     let payload = &bytes[HEADER + host_len..];
     let verdict = match bytes[1] {
@@ -124,7 +142,31 @@ pub fn decode_slot(bytes: &[u8]) -> Option<(&[u8], Entry)> {
         KIND_FAILURE if payload.is_empty() => None,
         _ => return None,
     };
-    Some((host, Entry { verdict, fresh_until, stale_until }))
+    Some((host, Entry { verdict, fresh_until, stale_until }, uses))
+}
+
+/// How often the resident of a slot was used lately: by the worker that
+/// asks (`frequency`), or by the slot's writers, what they noted while the
+/// entry is fresh. A refresh notes the use anew, so a note is never older
+/// than the entry's TTL and a name no longer used loses it.
+fn resident_uses(host: &[u8], entry: &Entry, noted: u8, now: u64, frequency: impl Fn(&[u8]) -> u8) -> u8 {
+    let noted = if now < entry.fresh_until { noted } else { 0 };
+    frequency(host).max(noted)
+}
+
+/// The slot value `bytes` with its use raised to `uses`, if it holds a fresh
+/// entry for `host` noted as used less; `None`: leave the slot as it is. A
+/// worker calls this when its hits of `host` reach its sketch, so that the
+/// other workers see them (amortized: a few shared-data writes per entry).
+pub fn raise_uses(bytes: &[u8], host: &str, uses: u8, now: u64) -> Option<Vec<u8>> {
+    let (slot_host, entry, noted) = decode_used(bytes)?;
+    let uses = uses.min(MAX_FREQUENCY);
+    if slot_host != host.as_bytes() || noted >= uses || now >= entry.fresh_until {
+        return None;
+    }
+    let mut out = bytes.to_vec();
+    out[20] = uses;
+    Some(out)
 }
 
 /// The slot table's geometry: `sets` sets of two slots.
@@ -170,23 +212,28 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 /// Which slot of a set a new entry for `host` (worth `candidate`) should
 /// take, given the two current values: the host's own slot, else an empty
 /// one, else the one worth less by `worth`, if the newcomer is admitted
-/// over it. Returns the index (0 or 1) and whether a live entry of another
-/// host is evicted; `None` when the newcomer is not admitted.
+/// over it. A resident's use is the larger of the asking worker's count
+/// (`frequency`) and the slot's note (`resident_uses`). Returns the index
+/// (0 or 1) and whether a live entry of another host is evicted; `None`
+/// when the newcomer is not admitted.
 pub fn choose_victim(
     host: &str,
     current: [Option<&[u8]>; 2],
     candidate: Worth,
-    worth: impl Fn(&[u8], &Entry) -> Worth,
+    now: u64,
+    frequency: impl Fn(&[u8]) -> u8,
 ) -> Option<(usize, bool)> {
-    let decoded = current.map(|v| v.and_then(decode_slot));
-    if let Some(i) = decoded.iter().position(|d| d.as_ref().is_some_and(|(h, _)| *h == host.as_bytes())) {
+    let decoded = current.map(|v| v.and_then(decode_used));
+    if let Some(i) = decoded.iter().position(|d| d.as_ref().is_some_and(|(h, _, _)| *h == host.as_bytes())) {
         return Some((i, false));
     }
     if let Some(i) = decoded.iter().position(Option::is_none) {
         return Some((i, false));
     }
-    let w = decoded.map(|d| d.map(|(h, e)| worth(h, &e)));
-    let (Some(a), Some(b)) = (w[0], w[1]) else { return None };
+    let w = decoded.map(|d| d.map(|(h, e, noted)| Worth::of(&e, resident_uses(h, &e, noted, now, &frequency), now)));
+    let (Some(a), Some(b)) = (w[0], w[1]) else {
+        return None;
+    };
     let i = usize::from(b < a);
     let victim = [a, b][i];
     admit(candidate, victim).then_some((i, victim.live))
@@ -297,29 +344,58 @@ mod tests {
         let old = Entry { verdict: None, fresh_until: 10, stale_until: 10 }.encode("old");
         let young = Entry { verdict: None, fresh_until: 100, stale_until: 100 }.encode("young");
         let allow = Entry { verdict: Some(allow("a")), fresh_until: 100, stale_until: 100 }.encode("allow");
-        let by_use = |uses: &[(&str, u8)], now| {
+        let by_use = |uses: &[(&str, u8)]| {
             let uses: Vec<(String, u8)> = uses.iter().map(|(h, f)| (h.to_string(), *f)).collect();
-            move |h: &[u8], e: &Entry| {
-                let f = uses.iter().find(|(n, _)| n.as_bytes() == h).map_or(0, |(_, f)| *f);
-                Worth::of(e, f, now)
-            }
+            move |h: &[u8]| uses.iter().find(|(n, _)| n.as_bytes() == h).map_or(0, |(_, f)| *f)
         };
         let cand = |f, now| Worth::of(&entry(None), f, now);
-        let w = by_use(&[], 50);
-        assert_eq!(choose_victim("me", [Some(&young), Some(&mine)], cand(1, 50), &w), Some((1, false)));
-        assert_eq!(choose_victim("me", [Some(&young), None], cand(1, 50), &w), Some((1, false)));
-        assert_eq!(choose_victim("me", [None, Some(&young)], cand(1, 50), &w), Some((0, false)));
-        assert_eq!(choose_victim("me", [Some(&young), Some(&old)], cand(0, 50), &w), Some((1, false)), "expired goes first");
-        assert_eq!(choose_victim("me", [Some(b"junk".as_slice()), Some(&young)], cand(0, 5), &w), Some((0, false)));
+        let w = by_use(&[]);
+        assert_eq!(choose_victim("me", [Some(&young), Some(&mine)], cand(1, 50), 50, &w), Some((1, false)));
+        assert_eq!(choose_victim("me", [Some(&young), None], cand(1, 50), 50, &w), Some((1, false)));
+        assert_eq!(choose_victim("me", [None, Some(&young)], cand(1, 50), 50, &w), Some((0, false)));
+        assert_eq!(
+            choose_victim("me", [Some(&young), Some(&old)], cand(0, 50), 50, &w),
+            Some((1, false)),
+            "expired goes first"
+        );
+        assert_eq!(choose_victim("me", [Some(b"junk".as_slice()), Some(&young)], cand(0, 5), 5, &w), Some((0, false)));
         // Both live: the less used goes, and only to a newcomer used more.
-        let w = by_use(&[("old", 3), ("young", 9)], 5);
-        assert_eq!(choose_victim("me", [Some(&old), Some(&young)], cand(4, 5), &w), Some((0, true)));
-        assert_eq!(choose_victim("me", [Some(&old), Some(&young)], cand(3, 5), &w), None, "a tie keeps the resident");
+        let w = by_use(&[("old", 3), ("young", 9)]);
+        assert_eq!(choose_victim("me", [Some(&old), Some(&young)], cand(4, 5), 5, &w), Some((0, true)));
+        assert_eq!(
+            choose_victim("me", [Some(&old), Some(&young)], cand(3, 5), 5, &w),
+            None,
+            "a tie keeps the resident"
+        );
         // A failure does not push out an allow used as often; an allow pushes out a failure.
-        let w = by_use(&[("allow", 2), ("young", 2)], 5);
+        let w = by_use(&[("allow", 2), ("young", 2)]);
         let allowed = Worth::of(&Entry { verdict: Some(self::allow("b")), fresh_until: 100, stale_until: 100 }, 2, 5);
-        assert_eq!(choose_victim("me", [Some(&allow), Some(&young)], allowed, &w), Some((1, true)));
-        let w2 = by_use(&[("allow", 2), ("young", 5)], 5);
-        assert_eq!(choose_victim("me", [Some(&allow), Some(&young)], cand(2, 5), &w2), None);
+        assert_eq!(choose_victim("me", [Some(&allow), Some(&young)], allowed, 5, &w), Some((1, true)));
+        let w2 = by_use(&[("allow", 2), ("young", 5)]);
+        assert_eq!(choose_victim("me", [Some(&allow), Some(&young)], cand(2, 5), 5, &w2), None);
+    }
+
+    #[test]
+    fn a_slot_carries_the_use_its_writers_saw() {
+        let e = Entry { verdict: Some(allow("a")), fresh_until: 100, stale_until: 1_000 };
+        let hot = e.encode_used("hot", 9);
+        let cold = e.encode_used("cold", 1);
+        let none = |_: &[u8]| 0;
+        // Cold by the asking worker's count, used by another: kept.
+        assert_eq!(choose_victim("new", [Some(&hot), Some(&cold)], Worth::of(&e, 2, 50), 50, none), Some((1, true)));
+        assert_eq!(choose_victim("new", [Some(&hot), Some(&hot)], Worth::of(&e, 9, 50), 50, none), None);
+        // The asker's own count counts too, whichever is larger.
+        assert_eq!(choose_victim("new", [Some(&hot), Some(&cold)], Worth::of(&e, 2, 50), 50, |_: &[u8]| 12), None);
+        // A note lasts while the entry is fresh: stale, only the asker's count.
+        assert_eq!(choose_victim("new", [Some(&hot), Some(&hot)], Worth::of(&e, 1, 200), 200, none), Some((0, true)));
+        // Raised by a worker's hits, never lowered, only for its own host and fresh.
+        let raised = raise_uses(&cold, "cold", 7, 50).expect("raised");
+        assert_eq!(decode_used(&raised).map(|(_, _, u)| u), Some(7));
+        assert_eq!(decode_slot(&raised), decode_slot(&cold));
+        assert_eq!(raise_uses(&hot, "hot", 7, 50), None);
+        assert_eq!(raise_uses(&cold, "hot", 7, 50), None);
+        assert_eq!(raise_uses(&cold, "cold", 7, 100), None);
+        assert_eq!(raise_uses(b"junk", "cold", 7, 50), None);
+        assert_eq!(decode_used(&e.encode_used("h", 200)).map(|(_, _, u)| u), Some(MAX_FREQUENCY));
     }
 }

@@ -2,7 +2,7 @@
 //! native map and the Wasm worker's map (`LocalCache`), and the Wasm slot
 //! table (`choose_victim` over a simulated shared-data table).
 
-use cname_guard_core::cache::{choose_victim, decode_slot, Entry, Inserted, LocalCache, Slots, Worth};
+use cname_guard_core::cache::{choose_victim, decode_slot, raise_uses, Entry, Inserted, LocalCache, Slots, Worth};
 use cname_guard_core::changes::Eviction;
 use cname_guard_core::verdict::{ErrorCode, Verdict};
 use proptest::prelude::*;
@@ -176,8 +176,8 @@ proptest! {
     }
 }
 
-/// The Wasm slot table, simulated: `max_entries` slot values and one
-/// worker's sketch, written the way `src/shared.rs` writes.
+/// The Wasm slot table, simulated: `max_entries` slot values, written and
+/// noted the way `src/shared.rs` does, by workers each with its own map.
 struct Table {
     slots: Slots,
     values: Vec<Option<Vec<u8>>>,
@@ -187,11 +187,43 @@ impl Table {
     fn write(&mut self, sketch: &LocalCache, host: &str, e: &Entry) {
         let [a, b] = self.slots.slots_of(host).map(|n| n as usize);
         let current = [self.values[a].as_deref(), self.values[b].as_deref()];
-        let candidate = Worth::of(e, sketch.frequency(host.as_bytes()), NOW);
-        let worth = |h: &[u8], e: &Entry| Worth::of(e, sketch.frequency(h), NOW);
-        if let Some((i, _)) = choose_victim(host, current, candidate, worth) {
-            self.values[[a, b][i]] = Some(e.encode(host));
+        let uses = sketch.frequency(host.as_bytes());
+        let candidate = Worth::of(e, uses, NOW);
+        if let Some((i, _)) = choose_victim(host, current, candidate, NOW, |h| sketch.frequency(h)) {
+            self.values[[a, b][i]] = Some(e.encode_used(host, uses));
         }
+    }
+
+    /// `src/shared.rs::note_uses`.
+    fn note(&mut self, host: &str, uses: u8) {
+        for n in self.slots.slots_of(host) {
+            let v = &mut self.values[n as usize];
+            if let Some(raised) = v.as_deref().and_then(|v| raise_uses(v, host, uses, NOW)) {
+                *v = Some(raised);
+            }
+        }
+    }
+
+    /// A request to a Wasm worker (`src/worker.rs`): its map, then the
+    /// table, then a lookup. Returns whether it needed a lookup.
+    fn request(&mut self, worker: &mut LocalCache, host: &str, kind: Kind) -> bool {
+        if let Some((_, news)) = worker.find_used(host, |_| true) {
+            if let Some(uses) = news {
+                self.note(host, uses);
+            }
+            return false;
+        }
+        let held = self.slots.slots_of(host).iter().find_map(|&n| {
+            self.values[n as usize].as_deref().and_then(|v| Entry::decode(v, host))
+        });
+        if let Some(e) = held {
+            worker.insert(host, e, NOW);
+            return false;
+        }
+        let e = entry(kind, 0);
+        worker.insert(host, e.clone(), NOW);
+        self.write(worker, host, &e);
+        true
     }
 
     fn holds(&self, host: &str) -> bool {
@@ -230,5 +262,30 @@ proptest! {
         let gone = before.iter().filter(|&&i| !t.holds(&hot(i))).count();
         prop_assert!(gone <= 2, "{} pushed out", gone);
         prop_assert_eq!(t.values.len(), MAX as usize);
+    }
+
+    /// Issue 22's Wasm overload: worker 0 serves the hot hosts from its own
+    /// map, so worker 1's sketch never counts them; a flood of names the
+    /// lookup allows, on both workers, must not push them out of the table
+    /// (worker 1 would look them up again). At most 2 of 200.
+    #[test]
+    fn a_flood_on_two_workers_leaves_one_workers_hot_hosts_in_the_table(seed in any::<u64>(), n in 10_000usize..=30_000) {
+        let mut workers = [LocalCache::with_seed(MAX, seed), LocalCache::with_seed(MAX, seed ^ 0x5555)];
+        let mut t = Table { slots: Slots::new(MAX), values: vec![None; MAX as usize] };
+        for _ in 0..4 {
+            for i in 0..200 {
+                t.request(&mut workers[0], &hot(i), Kind::Allow);
+            }
+        }
+        let before: Vec<usize> = (0..200).filter(|&i| t.holds(&hot(i))).collect();
+        prop_assert!(before.len() >= 190, "{}", before.len());
+        for i in 0..n {
+            t.request(&mut workers[i % 2], &format!("flood{i}-{seed:x}.example"), Kind::Allow);
+            if i % 20 == 0 {
+                prop_assert!(!t.request(&mut workers[0], &hot((i / 20) % 200), Kind::Allow));
+            }
+        }
+        let relooked = before.iter().filter(|&&i| t.request(&mut workers[1], &hot(i), Kind::Allow)).count();
+        prop_assert!(relooked <= 2, "worker 1 looked {} hot hosts up again", relooked);
     }
 }

@@ -60,3 +60,48 @@ fn a_flood_of_unique_hosts_leaves_the_hot_hosts_cached() {
     assert!(slots_after.len() <= 1024);
     h.assert_no_anomalies();
 }
+
+/// The overload benchmark's case: names the lookup ALLOWS, on two workers.
+/// Worker 0 serves the hot hosts from its own map; worker 1 never saw them,
+/// so by its own count they are as cold as a flood name. The slot table
+/// must still keep them for worker 1.
+#[test]
+fn a_flood_of_allowed_hosts_on_two_workers_leaves_the_hot_hosts_in_the_slots() {
+    let mut h = builder(json!({"cache": {"max_entries": 1024}})).workers(2).build().expect("host starts");
+    let hot = hot();
+    for host in &hot {
+        looked_up(&mut h, host, json!({"account": "acct-saas"}));
+    }
+    for _ in 0..4 {
+        for host in &hot {
+            assert_eq!(h.worker(0).get(host).action(), Action::Continue);
+        }
+    }
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    for i in 0..20_000usize {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let flood = format!("r{x:016x}.tenants.saas.example");
+        let r = h.worker(i % 2).get(&flood);
+        answer_record(&mut h, &flood, json!({"account": "acct-flood"}));
+        assert_eq!(status(&h, &r), 200);
+        // Worker 0 keeps serving the hot hosts meanwhile (from its map).
+        if i % 20 == 0 {
+            assert_eq!(h.worker(0).get(&hot[(i / 20) % hot.len()]).action(), Action::Continue);
+        }
+    }
+    for w in [1, 0] {
+        let calls = h.calls().len();
+        for host in &hot {
+            h.worker(w).get(host);
+        }
+        let relooked = h.calls().len() - calls;
+        let tokens: Vec<u32> = h.pending_calls().map(|c| c.token).collect();
+        for token in tokens {
+            h.answer(token, 404, &[], b"");
+        }
+        assert!(relooked <= 2, "worker {w}: {relooked} of 200 hot hosts needed a new lookup");
+    }
+    assert!(in_slots(&h).len() <= 1024);
+}

@@ -103,31 +103,41 @@ impl LocalCache {
 
     /// The entry of `host` if `wanted` accepts it; only then is the use counted.
     pub fn find(&self, host: &str, wanted: impl FnOnce(&Entry) -> bool) -> Option<&Entry> {
+        self.find_used(host, wanted).map(|(e, _)| e)
+    }
+
+    /// `find`, and the name's use when this hit is one to tell other
+    /// workers of (`hit`): the Wasm build notes it in the slot table.
+    pub fn find_used(&self, host: &str, wanted: impl FnOnce(&Entry) -> bool) -> Option<(&Entry, Option<u8>)> {
         let r = &self.residents[*self.index.get(host)? as usize];
         if !wanted(&r.entry) {
             return None;
         }
-        self.hit(r);
-        Some(&r.entry)
+        let news = self.hit(r);
+        Some((&r.entry, news))
     }
 
     /// Counts a hit of `r`: batched, and nothing at all while the name's
     /// counters are saturated (a record would leave them as they are).
-    fn hit(&self, r: &Resident) {
+    /// Returns the name's estimate at the first hit of a batch (the name's
+    /// second use) and when a batch reaches the sketch: a few times per
+    /// name until it saturates, then never until the sketch halves.
+    fn hit(&self, r: &Resident) -> Option<u8> {
         let epoch = self.sketch.epoch() & EPOCH_BITS;
         let word = r.uses.0.load(Relaxed);
         if word == epoch << 8 | SATURATED {
-            return;
+            return None;
         }
         let pending = Uses::pending(word, epoch) + 1;
         if pending < BATCH {
             r.uses.0.store(epoch << 8 | pending, Relaxed);
-            return;
+            return (pending == 1).then(|| self.estimate(r));
         }
         let least = self.sketch.record_n(r.hash, u64::from(pending));
         // Noted with the epoch read before the record: if the record
         // halved the sketch, the next hit counts again.
         r.uses.0.store(epoch << 8 | if least == 15 { SATURATED } else { 0 }, Relaxed);
+        Some(self.estimate(r))
     }
 
     /// What the sketch would estimate for `r` had its hits gone there one by
@@ -407,6 +417,19 @@ mod tests {
         }
         assert!(c.peek("new.example").is_some() && c.peek("old.example").is_none());
         assert_eq!(c.frequency(b"old.example"), 6);
+    }
+
+    #[test]
+    fn hits_worth_telling_other_workers() {
+        let c = {
+            let mut c = LocalCache::with_seed(64, 10);
+            c.insert("n.example", allow(), NOW);
+            c
+        };
+        let news: Vec<(usize, u8)> =
+            (1..=40).filter_map(|k| c.find_used("n.example", |_| true).and_then(|(_, n)| n).map(|n| (k, n))).collect();
+        // The second use, then the batch that saturates the name; then nothing.
+        assert_eq!(news, [(1, 2), (BATCH as usize, MAX_FREQUENCY)]);
     }
 
     #[test]
