@@ -6,6 +6,7 @@
 pub mod dns;
 pub mod fake;
 pub mod feed;
+pub mod flood;
 pub mod load;
 pub mod pebble;
 pub mod postgres;
@@ -233,6 +234,48 @@ pub fn reference_lookup() -> (Proc, u16) {
     start_service(&lookup_bin(), &args.iter().map(String::as_str).collect::<Vec<_>>())
 }
 
+/// Restricts the calling thread, and the threads and processes it starts
+/// from now on, to `cpus` (benchmarks that keep Envoy's core to itself).
+pub fn pin_this_thread(cpus: &[usize]) -> std::io::Result<()> {
+    // SAFETY: a zeroed cpu_set_t is the empty set; CPU_SET bounds-checks.
+    let rc = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        for &c in cpus {
+            libc::CPU_SET(c, &mut set);
+        }
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// The CPUs the calling thread may run on.
+pub fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: sched_getaffinity fills the set it is given.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return Vec::new();
+        }
+        (0..libc::CPU_SETSIZE as usize).filter(|&c| libc::CPU_ISSET(c, &set)).collect()
+    }
+}
+
+/// A process's resident set in bytes (`VmRSS` of /proc/PID/status), 0 if gone.
+pub fn rss(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
 pub fn origin() -> (Proc, u16) {
     start_service(&origin_bin(), &["--name", "e2e-origin"])
 }
@@ -251,6 +294,8 @@ pub struct EnvoyOpts {
     /// each listener's filter config has its own cache and feed poller, and
     /// the suite counts them per Envoy.
     pub https: bool,
+    /// The CPUs Envoy may run on (benchmarks only); by default the test's.
+    pub cpus: Option<Vec<usize>>,
 }
 
 impl EnvoyOpts {
@@ -263,6 +308,7 @@ impl EnvoyOpts {
             xds_port: free_port(),
             xds_token: "demo-xds-token-change-me".into(),
             https: false,
+            cpus: None,
         }
     }
 }
@@ -372,6 +418,13 @@ impl Envoy {
         let mut cmd = Command::new(envoy_bin());
         if build() == Build::Native {
             cmd.env("ENVOY_DYNAMIC_MODULES_SEARCH_PATH", native_dir());
+        }
+        if let Some(cpus) = opts.cpus.clone() {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: between fork and exec; sched_setaffinity is a plain syscall.
+            unsafe {
+                cmd.pre_exec(move || pin_this_thread(&cpus));
+            }
         }
         let child = cmd
             .arg("-c")
