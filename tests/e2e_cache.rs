@@ -233,6 +233,8 @@ fn overload_step(s: &Setup, rate: f64) -> String {
     let stats = ["lookup.started", "lookup.shed", "lookup.failed", "cache.evictions"];
     let counts = || stats.map(|k| envoy.stat(k));
     let (before, svc_before, counts_before, load_before) = (load::memory(&envoy), rss(s.lookup_pid), counts(), loadavg());
+    let pids = [envoy.proc.child.id(), s.lookup_pid, dns::demo().pid(), std::process::id()];
+    let (cpu_before, busy_before) = (pids.map(cpu_seconds), cpu_busy());
     let (duration, timeout, salt) = (Duration::from_secs(s.secs), Duration::from_secs(10), load::run_salt());
     let flood = flood::spawn(
         Plan { port: envoy.port, conns: s.conns, rate, duration, timeout, class: "flood" },
@@ -256,6 +258,14 @@ fn overload_step(s: &Setup, rate: f64) -> String {
         svc_peak = svc_peak.max(rss(s.lookup_pid));
     }
     let (flood, legit) = (flood.join().expect("flood thread"), legit.join().expect("hot thread"));
+    // Each process's share of one CPU during the step, and each CPU's busy share (other work included).
+    let wall = flood.elapsed.as_secs_f64().max(1e-3);
+    let cpu: Vec<String> = pids.iter().zip(cpu_before).map(|(&p, b)| format!("{:.0}%", (cpu_seconds(p) - b) / wall * 100.0)).collect();
+    let busy: Vec<String> = cpu_busy()
+        .iter()
+        .zip(busy_before)
+        .map(|(a, b)| format!("{:.0}%", (a.0 - b.0) as f64 / ((a.1 - b.1).max(1)) as f64 * 100.0))
+        .collect();
     let d: Vec<u64> = counts().iter().zip(counts_before).map(|(a, b)| a - b).collect();
     let secs = |r: &load::Report| r.elapsed.as_secs_f64().max(1e-3);
     for line in envoy.log().lines().filter(|l| l.contains("panic") || l.contains("critical")).take(3) {
@@ -265,7 +275,7 @@ fn overload_step(s: &Setup, rate: f64) -> String {
         "flood {} requests ({:.0}/s) {:?}, {} without an answer; hot hosts {} requests ({:.0}/s), {} not 200 {:?}, \
          {} without an answer, latency p50 {:?} p99 {:?} max {:?}; lookups {} started, {} shed, {} failed; \
          cache.evictions {}; Envoy allocated {} -> peak {}, RSS {} -> peak {}; service RSS {} -> peak {}; \
-         load average {load_before} -> {}",
+         CPU used: Envoy {}, service {}, BIND {}, test and clients {}; CPUs busy {busy:?}; load average {load_before} -> {}",
         flood.requests,
         flood.requests as f64 / secs(&flood),
         flood.by_status,
@@ -288,6 +298,10 @@ fn overload_step(s: &Setup, rate: f64) -> String {
         mib(peak.rss),
         mib(svc_before),
         mib(svc_peak),
+        cpu[0],
+        cpu[1],
+        cpu[2],
+        cpu[3],
         loadavg(),
     )
 }
