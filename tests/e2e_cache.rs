@@ -152,7 +152,8 @@ fn bench_flood() {
 /// CNAME_GUARD_FLOOD_RATES (1000,2000,4000,0; 0: as fast as answered), while
 /// the hot hosts are asked 200 a second (open loop). Envoy gets the first
 /// CPU, everything else the others (CNAME_GUARD_FLOOD_PIN=0: no pinning);
-/// Envoy's workers: CNAME_GUARD_FLOOD_WORKERS (2). Prints each step;
+/// Envoy's workers: CNAME_GUARD_FLOOD_WORKERS (2); CNAME_GUARD_FLOOD_NICE
+/// runs all of it at that nice value. Prints each step;
 /// asserts nothing about time.
 fn overload() {
     let var = |k: &str, d: &str| std::env::var(k).unwrap_or_else(|_| d.to_string());
@@ -160,6 +161,10 @@ fn overload() {
     let rates: Vec<f64> =
         var("CNAME_GUARD_FLOOD_RATES", "1000,2000,4000,0").split(',').filter_map(|r| r.trim().parse().ok()).collect();
     let cpus = allowed_cpus();
+    // Ahead of other work on a shared machine, if asked (root).
+    if let Some(n) = std::env::var("CNAME_GUARD_FLOOD_NICE").ok().and_then(|v| v.parse().ok()) {
+        renice_this_thread(n).expect("CNAME_GUARD_FLOOD_NICE");
+    }
     // Pinned before anything starts: the service, BIND and the origin inherit it.
     let envoy_cpus = (cpus.len() >= 2 && num("CNAME_GUARD_FLOOD_PIN", 1) == 1).then(|| {
         pin_this_thread(&cpus[1..]).expect("pin the test to the other CPUs");

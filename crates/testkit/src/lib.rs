@@ -252,6 +252,17 @@ pub fn pin_this_thread(cpus: &[usize]) -> std::io::Result<()> {
     }
 }
 
+/// Sets the calling thread's nice value, inherited by the threads and
+/// processes it starts from now on (a negative one needs root).
+pub fn renice_this_thread(nice: i32) -> std::io::Result<()> {
+    // SAFETY: a plain syscall; on Linux who 0 is the calling thread.
+    if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
 /// The CPUs the calling thread may run on.
 pub fn allowed_cpus() -> Vec<usize> {
     // SAFETY: sched_getaffinity fills the set it is given.
