@@ -182,6 +182,7 @@ fn overload() {
         lookup_port,
         lookup_pid: lookup.child.id(),
         origin_port,
+        origin_pid: origin.child.id(),
     };
     let b = build();
     for (rate, step) in rates.iter().map(|&r| (r, overload_step(&setup, r))) {
@@ -213,6 +214,7 @@ struct Setup {
     lookup_port: u16,
     lookup_pid: u32,
     origin_port: u16,
+    origin_pid: u32,
 }
 
 fn loadavg() -> String {
@@ -238,7 +240,19 @@ fn overload_step(s: &Setup, rate: f64) -> String {
     let stats = ["lookup.started", "lookup.shed", "lookup.failed", "cache.evictions"];
     let counts = || stats.map(|k| envoy.stat(k));
     let (before, svc_before, counts_before, load_before) = (load::memory(&envoy), rss(s.lookup_pid), counts(), loadavg());
-    let pids = [envoy.proc.child.id(), s.lookup_pid, dns::demo().pid(), std::process::id()];
+    let pids = [envoy.proc.child.id(), s.lookup_pid, dns::demo().pid(), std::process::id(), s.origin_pid];
+    let clusters = [
+        "cluster.origin.upstream_rq_pending_overflow",
+        "cluster.origin.upstream_cx_total",
+        "cluster.cname_guard_lookup.upstream_rq_timeout",
+        "cluster.cname_guard_lookup.upstream_rq_pending_overflow",
+        "cluster.cname_guard_lookup.upstream_cx_total",
+    ];
+    let cluster_stats = || {
+        let all = common::stats(envoy.admin);
+        clusters.map(|k| all.get(k).copied().unwrap_or(0))
+    };
+    let clusters_before = cluster_stats();
     let (cpu_before, busy_before) = (pids.map(cpu_seconds), cpu_busy());
     let (duration, timeout, salt) = (Duration::from_secs(s.secs), Duration::from_secs(10), load::run_salt());
     let flood = flood::spawn(
@@ -271,6 +285,8 @@ fn overload_step(s: &Setup, rate: f64) -> String {
         .zip(busy_before)
         .map(|(a, b)| format!("{:.0}%", (a.0 - b.0) as f64 / ((a.1 - b.1).max(1)) as f64 * 100.0))
         .collect();
+    let c: Vec<String> =
+        clusters.iter().zip(cluster_stats().iter().zip(clusters_before)).map(|(k, (a, b))| format!("{k} {}", a - b)).collect();
     let d: Vec<u64> = counts().iter().zip(counts_before).map(|(a, b)| a - b).collect();
     let secs = |r: &load::Report| r.elapsed.as_secs_f64().max(1e-3);
     for line in envoy.log().lines().filter(|l| l.contains("panic") || l.contains("critical")).take(3) {
@@ -280,7 +296,7 @@ fn overload_step(s: &Setup, rate: f64) -> String {
         "flood {} requests ({:.0}/s) {:?}, {} without an answer; hot hosts {} requests ({:.0}/s), {} not 200 {:?}, \
          {} without an answer, latency p50 {:?} p99 {:?} max {:?}; lookups {} started, {} shed, {} failed; \
          cache.evictions {}; Envoy allocated {} -> peak {}, RSS {} -> peak {}; service RSS {} -> peak {}; \
-         CPU used: Envoy {}, service {}, BIND {}, test and clients {}; CPUs busy {busy:?}; load average {load_before} -> {}",
+         CPU used: Envoy {}, service {}, BIND {}, test and clients {}, origin {}; {c:?}; CPUs busy {busy:?}; load average {load_before} -> {}",
         flood.requests,
         flood.requests as f64 / secs(&flood),
         flood.by_status,
@@ -307,6 +323,7 @@ fn overload_step(s: &Setup, rate: f64) -> String {
         cpu[1],
         cpu[2],
         cpu[3],
+        cpu[4],
         loadavg(),
     )
 }
