@@ -175,7 +175,7 @@ async fn read_response<S: AsyncRead + Unpin>(s: &mut BufReader<S>) -> std::io::R
                 (false, Some(_)) => Err(invalid("body too large")),
                 (false, None) if status >= 200 && status != 204 && status != 304 => {
                     keep = false;
-                    skip(s, MAX_BODY).await
+                    skip_to_end(s).await
                 }
                 (false, None) => Ok(()),
             };
@@ -197,7 +197,15 @@ async fn read_response<S: AsyncRead + Unpin>(s: &mut BufReader<S>) -> std::io::R
 }
 
 async fn skip<S: AsyncRead + Unpin>(s: &mut BufReader<S>, n: u64) -> std::io::Result<()> {
-    tokio::io::copy(&mut (&mut *s).take(n), &mut tokio::io::sink()).await.map(|_| ())
+    match tokio::io::copy(&mut (&mut *s).take(n), &mut tokio::io::sink()).await? {
+        got if got == n => Ok(()),
+        _ => Err(Error::new(ErrorKind::UnexpectedEof, "closed in the body")),
+    }
+}
+
+/// A body that lasts until the connection closes.
+async fn skip_to_end<S: AsyncRead + Unpin>(s: &mut BufReader<S>) -> std::io::Result<()> {
+    tokio::io::copy(&mut (&mut *s).take(MAX_BODY), &mut tokio::io::sink()).await.map(|_| ())
 }
 
 async fn skip_chunks<S: AsyncRead + Unpin>(s: &mut BufReader<S>) -> std::io::Result<()> {
@@ -222,5 +230,32 @@ async fn skip_chunks<S: AsyncRead + Unpin>(s: &mut BufReader<S>) -> std::io::Res
             return Err(invalid("body too large"));
         }
         skip(s, size + 2).await?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(bytes: &'static [u8]) -> std::io::Result<(u16, bool)> {
+        let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+        rt.block_on(read_response(&mut BufReader::new(bytes)))
+    }
+
+    #[test]
+    fn reads_the_bodies_envoy_sends() {
+        assert_eq!(read(b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nabc").ok(), Some((200, true)));
+        let chunked = b"HTTP/1.1 503 Service Unavailable\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n";
+        assert_eq!(read(chunked).ok(), Some((503, true)));
+        assert_eq!(read(b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 0\r\n\r\n").ok(), Some((200, false)));
+        assert_eq!(read(b"HTTP/1.1 200 OK\r\n\r\nuntil close").ok(), Some((200, false)));
+    }
+
+    #[test]
+    fn refuses_what_is_not_a_response() {
+        assert!(read(b"").is_err());
+        assert!(read(b"garbage\r\n\r\n").is_err());
+        assert!(read(b"HTTP/1.1 200 OK\r\ncontent-length: x\r\n\r\n").is_err());
+        assert!(read(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc").is_err());
     }
 }
