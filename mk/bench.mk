@@ -85,10 +85,14 @@ bench-lookup: bench-tools postgres-tools
 # (CNAME_GUARD_FLOOD_HOSTS to change it), the hot hosts again; real Envoy
 # (2 workers) and a fake lookup service, both builds; prints how many hot
 # hosts needed a new lookup and fails over the issue's target (2 of 200).
-# Then the overload phase: the reference lookup service (SQLite, BIND's
-# wildcard), a flood of unique hosts on 1,024 connections for 20 s
-# (CNAME_GUARD_FLOOD_CONNS, CNAME_GUARD_OVERLOAD_SECONDS) while hot hosts are
-# asked ~200/s; prints their non-200 answers, their p99 and Envoy's memory.
+# Then the overload phase (docs/benchmarks.md): the reference lookup service
+# (SQLite, BIND's wildcard) and a ramp of floods of unique hosts on 1,024
+# connections (CNAME_GUARD_FLOOD_RATES=1000,2000,4000,0 a second, 0 = as fast
+# as answered; CNAME_GUARD_FLOOD_CONNS; CNAME_GUARD_OVERLOAD_SECONDS=15 each)
+# from one async client thread, hot hosts at 200/s open loop, Envoy pinned to
+# one CPU and the rest to the others (CNAME_GUARD_FLOOD_PIN=0: not pinned;
+# CNAME_GUARD_FLOOD_WORKERS=2); prints each step's hot-host non-200 answers,
+# p50/p99/max, shed lookups, evictions, Envoy's and the service's memory.
 .PHONY: bench-flood
 bench-flood: deps wasm native services
 	@for b in wasm native; do \

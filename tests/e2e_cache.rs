@@ -145,23 +145,90 @@ fn bench_flood() {
 }
 
 /// `make bench-flood`'s overload phase (issue 22): the reference lookup
-/// service (SQLite, BIND answering `*.tenants.saas.example` by a wildcard),
-/// `HOT` hot hosts warmed, then for CNAME_GUARD_OVERLOAD_SECONDS (20) a flood
-/// of unique hosts on CNAME_GUARD_FLOOD_CONNS (1,024) keep-alive connections,
-/// each as fast as it is answered, while 64 clients send the hot hosts at
-/// about 200 a second. Prints what the hot hosts got, the flood's rate and
-/// answers, and Envoy's memory; asserts nothing about time.
+/// service (SQLite, BIND answering `*.tenants.saas.example` by a wildcard)
+/// and a ramp of steps, each on a new Envoy with `HOT` hot hosts warmed:
+/// for CNAME_GUARD_OVERLOAD_SECONDS (15) a flood of unique hosts on
+/// CNAME_GUARD_FLOOD_CONNS (1,024) keep-alive connections at each rate of
+/// CNAME_GUARD_FLOOD_RATES (1000,2000,4000,0; 0: as fast as answered), while
+/// the hot hosts are asked 200 a second (open loop). Envoy gets the first
+/// CPU, everything else the others (CNAME_GUARD_FLOOD_PIN=0: no pinning);
+/// Envoy's workers: CNAME_GUARD_FLOOD_WORKERS (2); CNAME_GUARD_FLOOD_NICE
+/// runs all of it at that nice value. Prints each step;
+/// asserts nothing about time.
 fn overload() {
-    use common::load::{self, Load, Target};
-    let env = |k: &str, d: u64| std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d);
-    let (secs, conns) = (env("CNAME_GUARD_OVERLOAD_SECONDS", 20), env("CNAME_GUARD_FLOOD_CONNS", 1024) as usize);
+    let var = |k: &str, d: &str| std::env::var(k).unwrap_or_else(|_| d.to_string());
+    let num = |k: &str, d: u64| var(k, "").parse().unwrap_or(d);
+    let rates: Vec<f64> =
+        var("CNAME_GUARD_FLOOD_RATES", "1000,2000,4000,0").split(',').filter_map(|r| r.trim().parse().ok()).collect();
+    let cpus = allowed_cpus();
+    // Ahead of other work on a shared machine, if asked (root).
+    if let Some(n) = std::env::var("CNAME_GUARD_FLOOD_NICE").ok().and_then(|v| v.parse().ok()) {
+        renice_this_thread(n).expect("CNAME_GUARD_FLOOD_NICE");
+    }
+    // Pinned before anything starts: the service, BIND and the origin inherit it.
+    let envoy_cpus = (cpus.len() >= 2 && num("CNAME_GUARD_FLOOD_PIN", 1) == 1).then(|| {
+        pin_this_thread(&cpus[1..]).expect("pin the test to the other CPUs");
+        cpus[..1].to_vec()
+    });
     let mut args = reference_lookup_args();
     args.push("--quiet".into());
-    let (_lookup, lookup_port) = start_service(&lookup_bin(), &args.iter().map(String::as_str).collect::<Vec<_>>());
-    let (_origin, origin_port) = origin();
+    let (lookup, lookup_port) = start_service(&lookup_bin(), &args.iter().map(String::as_str).collect::<Vec<_>>());
+    let (origin, origin_port) = origin();
+    let setup = Setup {
+        secs: num("CNAME_GUARD_OVERLOAD_SECONDS", 15),
+        conns: num("CNAME_GUARD_FLOOD_CONNS", 1024) as usize,
+        workers: num("CNAME_GUARD_FLOOD_WORKERS", 2) as u32,
+        envoy_cpus,
+        lookup_port,
+        lookup_pid: lookup.child.id(),
+        origin_port,
+        origin_pid: origin.child.id(),
+    };
+    let b = build();
+    for (rate, step) in rates.iter().map(|&r| (r, overload_step(&setup, r))) {
+        let rate = if rate > 0.0 { format!("{rate:.0}/s") } else { "max".into() };
+        println!("bench-flood overload ({b:?} build), flood at {rate}: {step}");
+    }
+    let allowed = |pid: u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()
+            .and_then(|s| s.lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:")).map(|v| v.trim().to_string()))
+            .unwrap_or_default()
+    };
+    println!(
+        "bench-flood overload ({b:?} build): CPUs: Envoy {:?} ({} workers), test and its clients {:?}, lookup service {}, BIND {}, origin {}",
+        setup.envoy_cpus.as_deref().unwrap_or(&cpus),
+        setup.workers,
+        allowed_cpus(),
+        allowed(setup.lookup_pid),
+        allowed(dns::demo().pid()),
+        allowed(origin.child.id()),
+    );
+}
+
+struct Setup {
+    secs: u64,
+    conns: usize,
+    workers: u32,
+    envoy_cpus: Option<Vec<usize>>,
+    lookup_port: u16,
+    lookup_pid: u32,
+    origin_port: u16,
+    origin_pid: u32,
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg").unwrap_or_default().split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+}
+
+/// One step of the ramp, printed on one line.
+fn overload_step(s: &Setup, rate: f64) -> String {
+    use common::flood::{self, Plan};
+    use common::load::{self, mib};
     let cfg = plugin_config(json!({"cache": {"max_entries": 1024, "ttl_seconds": 300}}));
-    let mut opts = EnvoyOpts::new(cfg, lookup_port, origin_port);
-    opts.concurrency = 2;
+    let mut opts = EnvoyOpts::new(cfg, s.lookup_port, s.origin_port);
+    opts.concurrency = s.workers;
+    opts.cpus = s.envoy_cpus.clone();
     let envoy = Envoy::start(&opts);
     let hot: Arc<Vec<String>> = Arc::new((0..HOT).map(|i| format!("hot{i}.tenants.saas.example")).collect());
     for _ in 0..4 {
@@ -170,84 +237,95 @@ fn overload() {
             assert_eq!(r.status, 200, "{h}: {}", r.body_text());
         }
     }
-    let before = load::memory(&envoy);
-    let counts = || (envoy.stat("lookup.started"), envoy.stat("lookup.shed"), envoy.stat("lookup.failed"));
-    let (lookups, shed, failed) = counts();
-    let salt = load::run_salt();
-    let timeout = Duration::from_secs(10);
-    let flood = Load::start(
-        envoy.port,
-        conns,
-        timeout,
-        Arc::new(move |t, i| Target::new("flood", format!("{}.tenants.saas.example", load::unique_label(t, i, salt)))),
-        Arc::new(|_, _| Ok(())),
+    let stats = ["lookup.started", "lookup.shed", "lookup.failed", "cache.evictions"];
+    let counts = || stats.map(|k| envoy.stat(k));
+    let (before, svc_before, counts_before, load_before) = (load::memory(&envoy), rss(s.lookup_pid), counts(), loadavg());
+    let pids = [envoy.proc.child.id(), s.lookup_pid, dns::demo().pid(), std::process::id(), s.origin_pid];
+    let clusters = [
+        "cluster.origin.upstream_rq_pending_overflow",
+        "cluster.origin.upstream_cx_total",
+        "cluster.cname_guard_lookup.upstream_rq_timeout",
+        "cluster.cname_guard_lookup.upstream_rq_pending_overflow",
+        "cluster.cname_guard_lookup.upstream_cx_total",
+    ];
+    let cluster_stats = || {
+        let all = common::stats(envoy.admin);
+        clusters.map(|k| all.get(k).copied().unwrap_or(0))
+    };
+    let clusters_before = cluster_stats();
+    let (cpu_before, busy_before) = (pids.map(cpu_seconds), cpu_busy());
+    let (duration, timeout, salt) = (Duration::from_secs(s.secs), Duration::from_secs(10), load::run_salt());
+    let flood = flood::spawn(
+        Plan { port: envoy.port, conns: s.conns, rate, duration, timeout, class: "flood" },
+        Arc::new(move |c, i| format!("{}.tenants.saas.example", load::unique_label(c, i, salt))),
     );
-    // 64 clients, each request due 320 ms after its last one was (not after
-    // its answer): 200 a second while answers take under 320 ms.
-    let (h, t0) = (hot.clone(), std::time::Instant::now());
-    let legit = Load::start(
-        envoy.port,
-        64,
-        timeout,
-        Arc::new(move |t, i| {
-            let due = t0 + Duration::from_millis(320 * i + 5 * t as u64);
-            std::thread::sleep(due.saturating_duration_since(std::time::Instant::now()));
-            Target::new("hot", h[(i as usize * 64 + t) % h.len()].clone())
-        }),
-        Arc::new(|_, r| match r.status {
-            200 => Ok(()),
-            s => Err(format!("status {s}")),
-        }),
+    // 200/s over 16 connections, each request due 80 ms after the last.
+    let h = hot.clone();
+    let legit = flood::spawn(
+        Plan { port: envoy.port, conns: 16, rate: 200.0, duration, timeout, class: "hot" },
+        Arc::new(move |c, i| h[(i as usize * 16 + c) % h.len()].clone()),
     );
-    let mut peak = before;
-    let end = std::time::Instant::now() + Duration::from_secs(secs);
-    while std::time::Instant::now() < end {
-        std::thread::sleep(Duration::from_secs(2));
+    let (mut peak, mut svc_peak) = (before, svc_before);
+    while !(flood.is_finished() && legit.is_finished()) {
+        std::thread::sleep(Duration::from_secs(1));
         let m = load::memory(&envoy);
         peak = load::Memory {
             allocated: peak.allocated.max(m.allocated),
             heap_size: peak.heap_size.max(m.heap_size),
             rss: peak.rss.max(m.rss),
         };
+        svc_peak = svc_peak.max(rss(s.lookup_pid));
     }
-    let (legit, flood) = (legit.stop(), flood.stop());
-    let (lookups_after, shed_after, failed_after) = counts();
-    let non_200 = legit.requests - legit.count("hot", 200);
-    println!(
-        "bench-flood overload ({:?} build): {secs} s, flood on {conns} connections: {} requests ({:.0}/s) {:?}, \
-         {} without an answer; lookups {} started, {} shed, {} failed",
-        build(),
+    let (flood, legit) = (flood.join().expect("flood thread"), legit.join().expect("hot thread"));
+    // Each process's share of one CPU during the step, and each CPU's busy share (other work included).
+    let wall = flood.elapsed.as_secs_f64().max(1e-3);
+    let cpu: Vec<String> = pids.iter().zip(cpu_before).map(|(&p, b)| format!("{:.0}%", (cpu_seconds(p) - b) / wall * 100.0)).collect();
+    let busy: Vec<String> = cpu_busy()
+        .iter()
+        .zip(busy_before)
+        .map(|(a, b)| format!("{:.0}%", (a.0 - b.0) as f64 / ((a.1 - b.1).max(1)) as f64 * 100.0))
+        .collect();
+    let c: Vec<String> =
+        clusters.iter().zip(cluster_stats().iter().zip(clusters_before)).map(|(k, (a, b))| format!("{k} {}", a - b)).collect();
+    let d: Vec<u64> = counts().iter().zip(counts_before).map(|(a, b)| a - b).collect();
+    let secs = |r: &load::Report| r.elapsed.as_secs_f64().max(1e-3);
+    for line in envoy.log().lines().filter(|l| l.contains("panic") || l.contains("critical")).take(3) {
+        println!("bench-flood overload: Envoy log: {line}");
+    }
+    format!(
+        "flood {} requests ({:.0}/s) {:?}, {} without an answer; hot hosts {} requests ({:.0}/s), {} not 200 {:?}, \
+         {} without an answer, latency p50 {:?} p99 {:?} max {:?}; lookups {} started, {} shed, {} failed; \
+         cache.evictions {}; Envoy allocated {} -> peak {}, RSS {} -> peak {}; service RSS {} -> peak {}; \
+         CPU used: Envoy {}, service {}, BIND {}, test and clients {}, origin {}; {c:?}; CPUs busy {busy:?}; load average {load_before} -> {}",
         flood.requests,
-        flood.requests as f64 / flood.elapsed.as_secs_f64().max(1e-3),
+        flood.requests as f64 / secs(&flood),
         flood.by_status,
         flood.errors,
-        lookups_after - lookups,
-        shed_after - shed,
-        failed_after - failed,
-    );
-    println!(
-        "bench-flood overload ({:?} build): hot hosts {} requests ({:.0}/s), {non_200} not 200 {:?}, \
-         {} without an answer, latency p50 {:?} p99 {:?} max {:?}",
-        build(),
         legit.requests,
-        legit.requests as f64 / legit.elapsed.as_secs_f64().max(1e-3),
+        legit.requests as f64 / secs(&legit),
+        legit.requests - legit.count("hot", 200),
         legit.by_status,
         legit.errors,
         legit.latency(50.0),
         legit.latency(99.0),
         legit.max_latency(),
-    );
-    println!("bench-flood overload ({:?} build): Envoy memory before the flood {before}; peak {peak}", build());
-    println!(
-        "bench-flood overload ({:?} build): failure_mode_denied {}, cache.entries {}, cache.evictions {}",
-        build(),
-        envoy.stat("failure_mode_denied"),
-        envoy.stat("cache.entries"),
-        envoy.stat("cache.evictions")
-    );
-    for line in envoy.log().lines().filter(|l| l.contains("panic") || l.contains("critical")).take(3) {
-        println!("bench-flood overload ({:?} build): Envoy log: {line}", build());
-    }
+        d[0],
+        d[1],
+        d[2],
+        d[3],
+        mib(before.allocated),
+        mib(peak.allocated),
+        mib(before.rss),
+        mib(peak.rss),
+        mib(svc_before),
+        mib(svc_peak),
+        cpu[0],
+        cpu[1],
+        cpu[2],
+        cpu[3],
+        cpu[4],
+        loadavg(),
+    )
 }
 
 const HOT: usize = 200;

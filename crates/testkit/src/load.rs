@@ -196,11 +196,11 @@ pub struct Report {
     pub retries: u64,
     pub connections: u64,
     pub elapsed: Duration,
-    latencies_us: Vec<u32>,
+    pub(crate) latencies_us: Vec<u32>,
 }
 
 impl Report {
-    fn merge(&mut self, o: Report) {
+    pub(crate) fn merge(&mut self, o: Report) {
         self.requests += o.requests;
         for (s, n) in o.by_status {
             *self.by_status.entry(s).or_default() += n;
