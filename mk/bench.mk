@@ -91,7 +91,7 @@ bench-lookup: bench-tools postgres-tools
 # as answered; CNAME_GUARD_FLOOD_CONNS; CNAME_GUARD_OVERLOAD_SECONDS=15 each)
 # from one async client thread, hot hosts at 200/s open loop, Envoy pinned to
 # one CPU and the rest to the others (CNAME_GUARD_FLOOD_PIN=0: not pinned;
-# CNAME_GUARD_FLOOD_WORKERS=2); prints each step's hot-host non-200 answers,
+# CNAME_GUARD_FLOOD_WORKERS: one per Envoy CPU); prints each step's hot-host non-200 answers,
 # p50/p99/max, shed lookups, evictions, Envoy's and the service's memory.
 .PHONY: bench-flood
 bench-flood: deps wasm native services

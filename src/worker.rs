@@ -14,6 +14,7 @@ use cname_guard_core::clock;
 use cname_guard_core::coalesce::Step;
 use cname_guard_core::config::Config;
 use cname_guard_core::feed as core_feed;
+use cname_guard_core::backlog::Backlog;
 use cname_guard_core::inflight;
 use cname_guard_core::lookup::{self, LookupError};
 use cname_guard_core::ray::{self, RayGen};
@@ -41,6 +42,8 @@ const MSG_DONE: u8 = b'W';
 const MSG_FAILED: u8 = b'F';
 /// The feed's poller telling every worker what to drop from its map.
 const MSG_EVICT: u8 = b'E';
+/// Our own reminder: answers are left in the backlog.
+const MSG_RESUME: u8 = b'R';
 
 /// A request paused until its host's lookup ends.
 pub struct Waiter {
@@ -86,6 +89,8 @@ pub struct Worker {
     /// path or tick (at most a second late): three host calls saved on
     /// nearly every request.
     tally: Tally,
+    /// Answers to paused requests beyond what one callback may give.
+    backlog: Backlog<(u32, Act)>,
 }
 
 #[derive(Default)]
@@ -124,6 +129,7 @@ impl Worker {
             tick: TICK_IDLE,
             feed: Feed::new(),
             tally: Tally::default(),
+            backlog: Backlog::default(),
         }
     }
 
@@ -325,7 +331,8 @@ impl Worker {
     }
 
     fn update_tick(&mut self) {
-        let mut tick = if self.waiting.is_empty() { TICK_IDLE } else { TICK_WAITING };
+        let idle = self.waiting.is_empty() && self.backlog.is_empty();
+        let mut tick = if idle { TICK_IDLE } else { TICK_WAITING };
         if self.feed.holding() {
             tick = tick.min(feed::poll_tick(&self.cfg));
         }
@@ -424,9 +431,26 @@ impl Root {
         Some(f(&mut w))
     }
 
+    /// A host callback begins: its allowance of answers.
+    fn begin(&self) {
+        self.with(|w| w.backlog.begin());
+    }
+
+    /// Answers paused requests, as many as this callback may (`Backlog`);
+    /// the rest after a reminder through our own queue.
     fn apply(&self, acts: Vec<(u32, Act)>) {
-        let Some(header) = self.with(|w| w.cfg.account_header.clone()) else { return };
-        for (ctx, act) in &acts {
+        let Some((header, now, remind)) = self.with(|w| {
+            let now = w.backlog.admit(acts);
+            let remind = w.queue.filter(|_| w.backlog.ask_later());
+            (w.cfg.account_header.clone(), now, remind)
+        }) else {
+            return;
+        };
+        // Not queued: the next callback asks again, the tick drains meanwhile.
+        if remind.is_some_and(|q| hostcalls::enqueue_shared_queue(q, Some(&[MSG_RESUME])).is_err()) {
+            self.with(|w| w.backlog.later_came());
+        }
+        for (ctx, act) in &now {
             resume(*ctx, act, &header);
         }
     }
@@ -489,6 +513,11 @@ impl Root {
             }
             return;
         }
+        if kind == MSG_RESUME {
+            self.with(|w| w.backlog.later_came());
+            self.apply(Vec::new());
+            return;
+        }
         let Ok(host) = std::str::from_utf8(host) else { return };
         match kind {
             MSG_LOOKUP => self.request(host),
@@ -531,6 +560,7 @@ fn wake(queues: Vec<u32>, kind: u8, host: &str) {
 
 impl Context for Root {
     fn on_http_call_response(&mut self, token: u32, num_headers: usize, body_size: usize, _num_trailers: usize) {
+        self.begin();
         let now = now_ms();
         let fed = self.with(|w| {
             if !w.feed.is_call(token) {
@@ -626,6 +656,7 @@ impl RootContext for Root {
     }
 
     fn on_tick(&mut self) {
+        self.begin();
         self.with(Worker::flush);
         let now = now_ms();
         // Paused requests past their deadline get the failure mode; hosts
@@ -672,6 +703,7 @@ impl RootContext for Root {
     }
 
     fn on_queue_ready(&mut self, queue_id: u32) {
+        self.begin();
         // Bounded: a flood cannot keep one callback running forever.
         for _ in 0..1024 {
             match hostcalls::dequeue_shared_queue(queue_id) {

@@ -4,6 +4,7 @@
 
 pub mod accept;
 pub mod authority;
+pub mod backlog;
 pub mod cache;
 pub mod changes;
 pub mod clock;

@@ -237,7 +237,7 @@ mod tests {
 
     #[test]
     fn oversized_and_mismatched() {
-        let big = format!("{}{}", &SEED[..SEED.len() - 1], format!(",\"pad\":\"{}\"}}", "x".repeat(MAX_BODY)));
+        let big = format!("{},\"pad\":\"{}\"}}", &SEED[..SEED.len() - 1], "x".repeat(MAX_BODY));
         assert_eq!(parse("200", &big), Err(LookupError::TooLarge));
         assert_eq!(parse_answer(Some("200"), MAX_BODY + 1, b"{}", HOST), Err(LookupError::TooLarge));
         let other = SEED.replace("custom.myclientsite.com", "other.example");

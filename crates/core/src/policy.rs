@@ -48,21 +48,26 @@ mod tests {
     use super::*;
     use crate::lookup::Record;
 
+    /// Owned by `a`, its origin resolving; each test changes what it tests.
+    fn found() -> Record {
+        Record {
+            account: Some("a".into()),
+            target_account: None,
+            custom_hostname: None,
+            origin_resolves: true,
+            suspended: false,
+            ttl: None,
+            https: false,
+        }
+    }
+
     fn cfg() -> CacheConfig {
         CacheConfig { ttl_seconds: 60, negative_ttl_seconds: 5, failure_ttl_seconds: 0, stale_if_error_seconds: 30, max_entries: 10 }
     }
 
     #[test]
     fn ttls_per_kind() {
-        let found = Record {
-            account: Some("a".into()),
-            target_account: None,
-            custom_hostname: None,
-            origin_resolves: true,
-            suspended: false,
-            ttl: Some(600),
-            https: false,
-        };
+        let found = Record { ttl: Some(600), ..found() };
         let e = entry_for(&cfg(), &Ok(Answer::Found(found)), 1_000).expect("cached");
         assert_eq!((e.fresh_until, e.stale_until), (61_000, 91_000));
         let e = entry_for(&cfg(), &Ok(Answer::Unknown), 1_000).expect("cached");
@@ -73,15 +78,7 @@ mod tests {
 
     #[test]
     fn the_cached_entry_keeps_https() {
-        let found = Record {
-            account: Some("a".into()),
-            target_account: None,
-            custom_hostname: None,
-            origin_resolves: true,
-            suspended: false,
-            ttl: None,
-            https: true,
-        };
+        let found = Record { https: true, ..found() };
         let e = entry_for(&cfg(), &Ok(Answer::Found(found)), 1_000).expect("cached");
         assert_eq!(e.verdict, Some(Verdict::Allow { account: "a".into(), https: true }));
         // Through the slot table too.

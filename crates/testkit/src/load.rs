@@ -407,6 +407,12 @@ pub fn unique_label(t: usize, i: u64, salt: u64) -> String {
     format!("r{x:016x}-{t}-{i}")
 }
 
+/// `n` distinct random-looking names under `suffix`, the same for the same
+/// `seed`: the scans and floods of the cache tests.
+pub fn unique_names(seed: u64, n: usize, suffix: &str) -> impl Iterator<Item = String> + '_ {
+    (0..n as u64).map(move |i| format!("{}.{suffix}", unique_label(0, i, seed)))
+}
+
 /// A salt that differs between runs, so caches of a previous run don't help.
 pub fn run_salt() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)

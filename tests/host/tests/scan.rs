@@ -4,6 +4,7 @@
 mod common;
 use cname_guard_core::cache::decode_slot;
 use cname_guard_host::{Action, Host};
+use cname_guard_testkit::load::unique_names;
 use common::*;
 use serde_json::json;
 use std::collections::HashSet;
@@ -22,26 +23,28 @@ fn in_slots(h: &Host) -> HashSet<String> {
         .collect()
 }
 
-#[test]
-fn a_flood_of_unique_hosts_leaves_the_hot_hosts_cached() {
-    let mut h = builder(json!({"cache": {"max_entries": 1024}})).workers(2).build().expect("host starts");
+/// Looks the hot hosts up, then serves them four times from worker 0's map.
+fn warm(h: &mut Host) -> Vec<String> {
     let hot = hot();
     for host in &hot {
-        looked_up(&mut h, host, json!({"account": "acct-saas"}));
+        looked_up(h, host, json!({"account": "acct-saas"}));
     }
     for _ in 0..4 {
         for host in &hot {
             assert_eq!(h.worker(0).get(host).action(), Action::Continue);
         }
     }
+    hot
+}
+
+#[test]
+fn a_flood_of_unique_hosts_leaves_the_hot_hosts_cached() {
+    let mut h = builder(json!({"cache": {"max_entries": 1024}})).workers(2).build().expect("host starts");
+    let hot = warm(&mut h);
     let slots_before: HashSet<String> = in_slots(&h).into_iter().filter(|s| hot.contains(s)).collect();
     // 20,000 unique random names, each looked up once and denied (404).
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    for _ in 0..20_000 {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        let r = h.worker(0).get(&format!("r{x:016x}.flood.example"));
+    for name in unique_names(1, 20_000, "flood.example") {
+        let r = h.worker(0).get(&name);
         let token = h.pending_calls().next_back().expect("a lookup for a new name").token;
         h.answer(token, 404, &[], b"");
         assert_eq!(status(&h, &r), 409);
@@ -68,21 +71,8 @@ fn a_flood_of_unique_hosts_leaves_the_hot_hosts_cached() {
 #[test]
 fn a_flood_of_allowed_hosts_on_two_workers_leaves_the_hot_hosts_in_the_slots() {
     let mut h = builder(json!({"cache": {"max_entries": 1024}})).workers(2).build().expect("host starts");
-    let hot = hot();
-    for host in &hot {
-        looked_up(&mut h, host, json!({"account": "acct-saas"}));
-    }
-    for _ in 0..4 {
-        for host in &hot {
-            assert_eq!(h.worker(0).get(host).action(), Action::Continue);
-        }
-    }
-    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
-    for i in 0..20_000usize {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        let flood = format!("r{x:016x}.tenants.saas.example");
+    let hot = warm(&mut h);
+    for (i, flood) in unique_names(2, 20_000, "tenants.saas.example").enumerate() {
         let r = h.worker(i % 2).get(&flood);
         answer_record(&mut h, &flood, json!({"account": "acct-flood"}));
         assert_eq!(status(&h, &r), 200);
