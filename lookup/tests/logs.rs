@@ -295,3 +295,30 @@ fn the_filter_keeps_what_it_names() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("--log"), "{stderr}");
 }
+
+/// The demo origin logs the same way: JSON lines on stderr, its
+/// `listening on` line alone on stdout.
+#[test]
+fn the_origin_logs_the_same_way() {
+    use std::io::BufRead;
+    let dir = Scratch::new("logs-origin");
+    let log = dir.path("origin.log");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_cname-guard-origin"))
+        .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("start the origin");
+    let mut origin = cname_guard_testkit::Proc { child, name: "cname-guard-origin".into() };
+    let mut line = String::new();
+    let out = origin.child.stdout.take().expect("stdout");
+    std::io::BufReader::new(out).read_line(&mut line).expect("read");
+    assert!(line.starts_with("listening on 127.0.0.1:"), "{line:?}");
+    let _ = std::process::Command::new("kill").args(["-TERM", &origin.child.id().to_string()]).status();
+    let status = dns::wait("the origin to exit", DEADLINE, || origin.child.try_wait().ok().flatten());
+    assert!(status.success(), "{status:?}");
+    let text = std::fs::read_to_string(&log).expect("log");
+    let all = events(&text);
+    assert_eq!(with_message(&all, "listening").len(), 1, "{text}");
+    assert_eq!(with_message(&all, "shutting down")[0]["signal"], "SIGTERM", "{text}");
+}
