@@ -61,7 +61,7 @@ impl<D: Dns> LookupApi<D> {
             }
             Err(e) => {
                 metrics::ready(false);
-                crate::warn!("readyz status=503 store unavailable: {e}");
+                tracing::warn!(status = 503, error = %e, "readyz: store unavailable");
                 http::text(StatusCode::SERVICE_UNAVAILABLE, "store unavailable\n")
             }
         }
@@ -81,7 +81,11 @@ impl<D: Dns> LookupApi<D> {
             Err(message) => {
                 metrics::lookup(Lookup::BadRequest, started.elapsed());
                 if !self.quiet {
-                    crate::info!("lookup bad_request reason={message:?}{request_id}");
+                    // The host as asked, sanitized: it failed the name rules.
+                    let host = form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
+                        .find(|(k, _)| k == "host")
+                        .map(|(_, v)| crate::logs::clean(v.as_bytes()));
+                    tracing::info!(host, status = 400, reason = message, request_id, "lookup failed");
                 }
                 return http::json_error(StatusCode::BAD_REQUEST, message);
             }
@@ -90,7 +94,7 @@ impl<D: Dns> LookupApi<D> {
             Ok(answer) => answer,
             Err(e) => {
                 metrics::lookup(e.metric(), started.elapsed());
-                crate::warn!("lookup host={host} status=503 {}: {e}{request_id}", e.kind());
+                tracing::warn!(host, status = 503, error = e.kind(), detail = %e, request_id, "lookup failed");
                 let body = Unavailable { host: &host, error: e.kind(), detail: &e.to_string() };
                 return http::json(StatusCode::SERVICE_UNAVAILABLE, &body);
             }
@@ -105,15 +109,18 @@ impl<D: Dns> LookupApi<D> {
         metrics::lookup(result, started.elapsed());
         if !self.quiet {
             match &answer {
-                Answer::Found(o) => crate::info!(
-                    "lookup host={host} status=200 account={} target_account={} custom_hostname={} origin_resolves={} suspended={}{request_id}",
-                    o.account.as_deref().unwrap_or("-"),
-                    o.target_account.as_deref().unwrap_or("-"),
-                    o.custom_hostname.as_deref().map(|c| crate::log::clean(c.as_bytes())).unwrap_or_else(|| "-".into()),
-                    o.origin_resolves,
-                    o.suspended,
+                Answer::Found(o) => tracing::info!(
+                    host,
+                    status = 200,
+                    account = o.account.as_deref(),
+                    target_account = o.target_account.as_deref(),
+                    custom_hostname = o.custom_hostname.as_deref().map(|c| crate::logs::clean(c.as_bytes())),
+                    origin_resolves = o.origin_resolves,
+                    suspended = o.suspended,
+                    request_id,
+                    "lookup"
                 ),
-                Answer::Unknown => crate::info!("lookup host={host} status=404{request_id}"),
+                Answer::Unknown => tracing::info!(host, status = 404, request_id, "lookup"),
             }
         }
         match answer {
@@ -153,14 +160,14 @@ impl<H: Handler> Handler for WithChanges<H> {
                     _ => Poll::Changes,
                 });
                 if let (Changes::Reset { seq }, Some(since)) = (&changes, query.since) {
-                    crate::info!("changes since={since} reset seq={seq}{}", request_id(&req));
+                    tracing::info!(since, seq, request_id = request_id(&req), "changes: reset");
                 }
                 http::json(StatusCode::OK, &Wire::from(&changes))
             }
             Err(e) => {
                 metrics::feed_poll(Poll::Unavailable);
                 metrics::store_error(metrics::StoreOp::Feed);
-                crate::warn!("changes status=503 store unavailable: {e}{}", request_id(&req));
+                tracing::warn!(status = 503, error = %e, request_id = request_id(&req), "changes: store unavailable");
                 let body = serde_json::json!({ "error": "store unavailable", "detail": e.to_string() });
                 http::json(StatusCode::SERVICE_UNAVAILABLE, &body)
             }
@@ -202,12 +209,9 @@ pub fn host_param(query: Option<&str>) -> Result<String, &'static str> {
     dns::canonical(&host).map_err(|_| "host is not a valid DNS name")
 }
 
-/// ` request_id=...` for the log line, or nothing.
-pub fn request_id<B>(req: &Request<B>) -> String {
-    match req.headers().get("x-request-id") {
-        Some(v) => format!(" request_id={}", crate::log::clean(v.as_bytes())),
-        None => String::new(),
-    }
+/// The request's `x-request-id`, sanitized for the log.
+pub fn request_id<B>(req: &Request<B>) -> Option<String> {
+    req.headers().get("x-request-id").map(|v| crate::logs::clean(v.as_bytes()))
 }
 
 #[cfg(test)]

@@ -1,6 +1,8 @@
 //! The command line of `cname-guard-lookup` (clap): `serve`, `import`, and
 //! the management API's client commands. Parsing only; `main` dispatches.
 
+pub use crate::logs::LogArgs;
+pub use crate::output::Output;
 pub use crate::ownership::Unlisted;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
@@ -48,6 +50,8 @@ pub enum Command {
         #[command(flatten)]
         api: ApiArgs,
     },
+    /// Print the shell completion script for SHELL (e.g. `source <(cname-guard-lookup completions bash)`).
+    Completions { shell: clap_complete::Shell },
 }
 
 #[derive(Debug, Args)]
@@ -96,6 +100,8 @@ pub struct ServeArgs {
     /// No log line per request.
     #[arg(long, env = "CNAME_GUARD_QUIET", value_parser = clap::builder::FalseyValueParser::new())]
     pub quiet: bool,
+    #[command(flatten)]
+    pub log: LogArgs,
 }
 
 #[derive(Debug, Args)]
@@ -273,6 +279,9 @@ pub struct ApiArgs {
     /// File holding the bearer token (else env CNAME_GUARD_TOKEN).
     #[arg(long, value_name = "PATH")]
     pub token_file: Option<PathBuf>,
+    /// How the answer is printed; default: a table on a terminal, else the API's JSON.
+    #[arg(long, env = "CNAME_GUARD_OUTPUT", value_enum)]
+    pub output: Option<Output>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -313,10 +322,16 @@ pub enum HostnamesCmd {
         #[command(flatten)]
         api: ApiArgs,
     },
-    /// Check DNS now.
+    /// Check DNS now; with --wait, then wait until the hostname is active.
     Verify {
         account: String,
         id: String,
+        /// Wait until the hostname is active (the verifier keeps checking), at most DURATION (10m without a value); exit 1 if it is not by then.
+        #[arg(long, value_name = "DURATION", num_args = 0..=1, default_missing_value = "10m", value_parser = parse_wait)]
+        wait: Option<Duration>,
+        /// With --wait: how often the hostname is read again (100ms to 1m).
+        #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_interval, requires = "wait")]
+        interval: Duration,
         #[command(flatten)]
         api: ApiArgs,
     },
@@ -423,6 +438,24 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{s:?} is not a duration like 30s, 5m or 7d: {e}"))
 }
 
+/// `--wait`: at least a second, at most a day.
+fn parse_wait(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if !(Duration::from_secs(1)..=Duration::from_secs(86_400)).contains(&d) {
+        return Err(format!("{s:?}: wait between 1s and 1d"));
+    }
+    Ok(d)
+}
+
+/// `--interval`: often enough to notice, rarely enough to spare the API.
+fn parse_interval(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if !(Duration::from_millis(100)..=Duration::from_secs(60)).contains(&d) {
+        return Err(format!("{s:?}: poll between every 100ms and every 1m"));
+    }
+    Ok(d)
+}
+
 /// `--audit-retention`: how long audit entries are kept; `None` is forever.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Retention(pub Option<Duration>);
@@ -491,12 +524,33 @@ mod tests {
         assert_eq!(s.audit_retention, Retention(Some(Duration::from_secs(90 * 86_400))));
         assert_eq!((s.max_concurrent_lookups, s.dns.max_in_flight, s.dns.max_in_flight_per_zone), (256, 128, 32));
         assert_eq!(s.unlisted_hosts, Unlisted::Resolve);
+        assert_eq!((s.log.filter.as_str(), s.log.format), (crate::logs::DEFAULT_FILTER, crate::logs::LogFormat::Text));
         for (value, keep) in [("off", None), ("0", None), ("0s", None), ("30d", Some(30 * 86_400)), ("1h", Some(3600))]
         {
             let cli = Cli::try_parse_from(["x", "serve", "--audit-retention", value]).expect("valid");
             let Command::Serve(s) = cli.command else { panic!("not serve") };
             assert_eq!(s.audit_retention, Retention(keep.map(Duration::from_secs)), "{value}");
         }
+    }
+
+    #[test]
+    fn client_flags() {
+        let verify = |extra: &[&str]| {
+            let argv = [&["x", "hostnames", "verify", "acct", "id"][..], extra].concat();
+            match Cli::try_parse_from(argv).expect("valid").command {
+                Command::Hostnames(HostnamesCmd::Verify { wait, interval, api, .. }) => (wait, interval, api.output),
+                other => panic!("{other:?}"),
+            }
+        };
+        let s = Duration::from_secs;
+        assert_eq!(verify(&[]), (None, s(2), None));
+        assert_eq!(verify(&["--wait"]), (Some(s(600)), s(2), None));
+        assert_eq!(
+            verify(&["--wait", "30s", "--interval", "500ms", "--output", "table"]),
+            (Some(s(30)), Duration::from_millis(500), Some(Output::Table))
+        );
+        let cli = Cli::try_parse_from(["x", "completions", "zsh"]).expect("valid");
+        assert!(matches!(cli.command, Command::Completions { shell: clap_complete::Shell::Zsh }));
     }
 
     #[test]
@@ -514,6 +568,14 @@ mod tests {
             (&["x", "serve", "--dns-max-in-flight", "none"][..], "--dns-max-in-flight"),
             (&["x", "serve", "--dns-max-in-flight-per-zone", "0"][..], "--dns-max-in-flight-per-zone"),
             (&["x", "serve", "--unlisted-hosts", "drop"][..], "--unlisted-hosts"),
+            (&["x", "serve", "--log-format", "xml"][..], "--log-format"),
+            (&["x", "serve", "--log", "cname_guard_lookup=loud"][..], "--log"),
+            (&["x", "hostnames", "list", "acct", "--output", "yaml"][..], "--output"),
+            (&["x", "hostnames", "verify", "acct", "id", "--wait", "soon"][..], "--wait"),
+            (&["x", "hostnames", "verify", "acct", "id", "--wait", "0s"][..], "--wait"),
+            (&["x", "hostnames", "verify", "acct", "id", "--wait", "1m", "--interval", "10ms"][..], "--interval"),
+            (&["x", "hostnames", "verify", "acct", "id", "--interval", "1s"][..], "--wait"),
+            (&["x", "completions", "cmd"][..], "cmd"),
         ] {
             let e = Cli::try_parse_from(argv).expect_err("invalid");
             assert!(e.to_string().contains(flag), "{argv:?}: {e}");

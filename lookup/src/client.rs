@@ -11,6 +11,9 @@ use serde_json::{json, Value};
 use std::fmt;
 use std::time::Duration;
 
+mod wait;
+pub use wait::{until_active, Wait};
+
 const TIMEOUT: Duration = Duration::from_secs(30);
 
 /// One call to the management API.
@@ -30,12 +33,14 @@ pub enum ClientError {
     Transport(String),
     /// The API answered 4xx or 5xx: its status and messages.
     Api(StatusCode, String),
+    /// `--wait` ended before the hostname became active: why.
+    Wait(String),
 }
 
 impl fmt::Display for ClientError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ClientError::Usage(m) | ClientError::Transport(m) => f.write_str(m),
+            ClientError::Usage(m) | ClientError::Transport(m) | ClientError::Wait(m) => f.write_str(m),
             ClientError::Api(status, m) => write!(f, "{status}: {m}"),
         }
     }
@@ -92,7 +97,7 @@ impl HostnamesCmd {
             HostnamesCmd::Show { account, id, api } => {
                 (call(Method::GET, format!("{}/{}", base(account), seg(id)), None), api)
             }
-            HostnamesCmd::Verify { account, id, api } => {
+            HostnamesCmd::Verify { account, id, api, .. } => {
                 (call(Method::POST, format!("{}/{}/verify", base(account), seg(id)), None), api)
             }
             HostnamesCmd::Delete { account, id, api } => {
@@ -101,6 +106,22 @@ impl HostnamesCmd {
             HostnamesCmd::SetStatus { account, id, status, api } => {
                 (call(Method::PATCH, format!("{}/{}", base(account), seg(id)), Some(json!({ "status": status }))), api)
             }
+        }
+    }
+
+    /// `verify --wait`: its calls and bounds; `None` for any other command.
+    pub fn wait(&self) -> Option<Wait> {
+        match self {
+            HostnamesCmd::Verify { account, id, wait: Some(wait), interval, .. } => {
+                let one = format!("/v1/accounts/{}/custom_hostnames/{}", seg(account), seg(id));
+                Some(Wait {
+                    verify: call(Method::POST, format!("{one}/verify"), None),
+                    show: call(Method::GET, one, None),
+                    wait: *wait,
+                    interval: *interval,
+                })
+            }
+            _ => None,
         }
     }
 }
@@ -237,7 +258,7 @@ mod tests {
             per_page: None,
             direction: None,
             cursor: None,
-            api: ApiArgs { api: String::new(), token_file: None },
+            api: ApiArgs { api: String::new(), token_file: None, output: None },
         }
         .call();
         assert_eq!(c.path, "/v1/accounts/acct%2Fx/custom_hostnames?status=pending&page=2");

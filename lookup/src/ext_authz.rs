@@ -29,7 +29,7 @@ pub async fn check<B, D: Dns>(ownerships: &Ownerships<D>, req: &Request<B>, quie
             }
             Err(e) => {
                 metrics::lookup(e.metric(), started.elapsed());
-                crate::warn!("ext_authz host={name} {}: {e}{}", e.kind(), crate::api::request_id(req));
+                tracing::warn!(host = name, status = 503, error = e.kind(), detail = %e, request_id = crate::api::request_id(req), "ext_authz failed");
                 let page = match e {
                     LookupError::Dns(_) => "503 DNS unavailable\n",
                     LookupError::Store(_) => "503 store unavailable\n",
@@ -41,7 +41,7 @@ pub async fn check<B, D: Dns>(ownerships: &Ownerships<D>, req: &Request<B>, quie
         HostHeader::Invalid(reason) => {
             metrics::lookup(Lookup::BadRequest, started.elapsed());
             if !quiet {
-                crate::info!("ext_authz bad_request reason={reason:?}{}", crate::api::request_id(req));
+                tracing::info!(status = 400, reason, request_id = crate::api::request_id(req), "ext_authz failed");
             }
             return http::with_type(StatusCode::BAD_REQUEST, http::TEXT, "400 Bad Request\n");
         }
@@ -49,11 +49,15 @@ pub async fn check<B, D: Dns>(ownerships: &Ownerships<D>, req: &Request<B>, quie
     let result = if matches!(verdict, Verdict::Allow { .. }) { Lookup::Allowed } else { Lookup::Denied };
     metrics::lookup(result, started.elapsed());
     if !quiet {
-        let outcome = match &verdict {
-            Verdict::Allow { account, .. } => format!("allow account={account}"),
-            Verdict::Deny(d) => format!("deny error={}", d.number()),
-        };
-        crate::info!("ext_authz host={shown} {outcome}{}", crate::api::request_id(req));
+        let request_id = crate::api::request_id(req);
+        match &verdict {
+            Verdict::Allow { account, .. } => {
+                tracing::info!(host = shown, verdict = "allow", account = account.as_str(), request_id, "ext_authz")
+            }
+            Verdict::Deny(d) => {
+                tracing::info!(host = shown, verdict = "deny", error = d.number(), request_id, "ext_authz")
+            }
+        }
     }
     respond(&verdict)
 }

@@ -159,11 +159,11 @@ async fn poll(store: Store, config: FeedConfig) {
         match result {
             Err(e) if !failing => {
                 failing = true;
-                crate::warn!("change feed: cannot read the store: {e}");
+                tracing::warn!(error = %e, "change feed: cannot read the store");
             }
             Ok(()) if failing => {
                 failing = false;
-                crate::info!("change feed: store readable again");
+                tracing::info!("change feed: store readable again");
             }
             _ => {}
         }

@@ -23,7 +23,7 @@ pub fn json(status: StatusCode, value: &impl Serialize) -> Response<Body> {
     match serde_json::to_vec(value) {
         Ok(body) => with_type(status, JSON, body),
         Err(e) => {
-            crate::error!("cannot encode a response: {e}");
+            tracing::error!(error = %e, "cannot encode a response");
             with_type(StatusCode::INTERNAL_SERVER_ERROR, JSON, r#"{"error":"internal error"}"#)
         }
     }

@@ -1,7 +1,7 @@
 //! cname-guard's reference ownership lookup service (lookup contract v1) and
 //! demo origin.
 
-pub mod log;
+pub mod logs;
 // Issue 20: Prometheus metrics.
 pub mod metrics;
 
@@ -16,6 +16,7 @@ pub mod ext_authz;
 pub mod feed;
 pub mod http;
 pub mod origin;
+pub mod output;
 pub mod ownership;
 pub mod pacer;
 pub mod registry;

@@ -30,14 +30,14 @@ pub fn install() -> Option<&'static PrometheusHandle> {
             let builder = match PrometheusBuilder::new().set_buckets(BUCKETS) {
                 Ok(b) => b,
                 Err(e) => {
-                    crate::error!("metrics: {e}");
+                    tracing::error!(error = %e, "metrics: cannot build the recorder");
                     return None;
                 }
             };
             let recorder = builder.build_recorder();
             let handle = recorder.handle();
             if let Err(e) = ::metrics::set_global_recorder(recorder) {
-                crate::error!("metrics: a recorder is already installed: {e}");
+                tracing::error!(error = %e, "metrics: a recorder is already installed");
                 return None;
             }
             describe();

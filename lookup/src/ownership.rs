@@ -78,10 +78,8 @@ impl<D: Dns> Ownerships<D> {
         }
         let chain = chain::follow(&self.dns, host).await.map_err(LookupError::Dns)?;
         if let End::BadTarget(target) = &chain.end {
-            crate::warn!(
-                "dns host={host} cname target {:?} is not a host name: origin does not resolve",
-                crate::log::clean(target.as_bytes())
-            );
+            let target = crate::logs::clean(target.as_bytes());
+            tracing::warn!(host, target, "dns: a CNAME target is not a host name: origin does not resolve");
         }
         let platform = self.platform(host, &chain.names).await?;
         Ok(platform.lookup(host, &chain, self.max_ttl))

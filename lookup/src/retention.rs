@@ -74,13 +74,17 @@ impl AuditPruner {
                     };
                     match outcome {
                         Ok(0) => {}
-                        Ok(n) => crate::info!(
-                            "audit retention: pruned {n} entries older than {} (total {})",
-                            humantime::format_duration(self.config.keep),
-                            self.pruned_total()
+                        Ok(n) => tracing::info!(
+                            pruned = n,
+                            older_than = %humantime::format_duration(self.config.keep),
+                            total = self.pruned_total(),
+                            "audit retention: pruned"
                         ),
-                        Err(e) => crate::warn!("audit retention: pruning failed, next try in {}: {e}",
-                            humantime::format_duration(self.config.every)),
+                        Err(e) => tracing::warn!(
+                            error = %e,
+                            retry_in = %humantime::format_duration(self.config.every),
+                            "audit retention: pruning failed"
+                        ),
                     }
                 }
             }

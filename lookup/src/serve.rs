@@ -218,11 +218,11 @@ pub async fn serve(
     // Before anything records: what is recorded earlier is lost.
     crate::metrics::install();
     let store = Store::open(&args.database.database).await.map_err(|e| ServeError::Store(e.to_string()))?;
-    crate::info!("store {:?} open", store.backend());
+    tracing::info!(backend = ?store.backend(), "store open");
     if let Some(file) = &args.import {
         let counts =
             import_file(&store, file).await.map_err(|e| ServeError::Import(format!("{}: {e}", file.display())))?;
-        crate::info!("imported {}: {counts:?}", file.display());
+        tracing::info!(file = %file.display(), counts = ?counts, "imported");
     }
     let admin = match admin_token {
         Some(token) => Some(
@@ -234,7 +234,7 @@ pub async fn serve(
                 ),
         ),
         None => {
-            crate::warn!("no --admin-token-file or {ADMIN_TOKEN_ENV}: the management API is not served");
+            tracing::warn!("no --admin-token-file or {ADMIN_TOKEN_ENV}: the management API is not served");
             None
         }
     };
@@ -244,17 +244,22 @@ pub async fn serve(
     let servers: Vec<String> = dns_config.servers.iter().map(ToString::to_string).collect();
     let max_ttl = args.dns.max_ttl as u32;
     let cache_size = args.dns.cache_size;
-    crate::info!(
-        "dns servers={} timeout_ms={} attempts={} max_ttl={max_ttl} cache_size={cache_size}",
-        if servers.is_empty() { "/etc/resolv.conf".to_string() } else { servers.join(",") },
-        dns_config.timeout.as_millis(),
-        dns_config.attempts,
+    tracing::info!(
+        servers = if servers.is_empty() { "/etc/resolv.conf".to_string() } else { servers.join(",") },
+        timeout_ms = dns_config.timeout.as_millis() as u64,
+        attempts = dns_config.attempts,
+        max_ttl,
+        cache_size,
+        "dns"
     );
     let (per_zone, overall) = (args.dns.max_in_flight_per_zone as usize, args.dns.max_in_flight as usize);
     let max_lookups = args.max_concurrent_lookups as usize;
-    crate::info!(
-        "limits max_concurrent_lookups={max_lookups} dns_max_in_flight={overall} dns_max_in_flight_per_zone={per_zone} unlisted_hosts={:?}",
-        args.unlisted_hosts
+    tracing::info!(
+        max_concurrent_lookups = max_lookups,
+        dns_max_in_flight = overall,
+        dns_max_in_flight_per_zone = per_zone,
+        unlisted_hosts = ?args.unlisted_hosts,
+        "limits"
     );
     let dns = CachedDns::new(Bounded::new(resolver, overall, per_zone), cache_size, max_ttl);
     let ownerships = Ownerships { store: store.clone(), dns, max_ttl, unlisted: args.unlisted_hosts };
@@ -290,7 +295,7 @@ pub async fn serve(
             Some(tokio::spawn(async move {
                 let served = axum::serve(admin_listener, admin_router(state)).with_graceful_shutdown(stop).await;
                 if let Err(e) = served {
-                    crate::error!("admin listener: {e}");
+                    tracing::error!(error = %e, "admin listener failed");
                 }
             }))
         }
@@ -303,19 +308,19 @@ pub async fn serve(
         let verifier = Verifier::new(store.clone(), probe, verifier_config(&args.verifier), replica_name());
         Some(tokio::spawn(verifier.run(stopped(stop_rx.clone()))))
     } else {
-        crate::info!("verifier off (--verifier off): no background checks in this replica");
+        tracing::info!("verifier off (--verifier off): no background checks in this replica");
         None
     };
 
     let retention_task = match args.audit_retention.0 {
         Some(keep) => {
             let pruner = AuditPruner::new(store.clone(), RetentionConfig::keeping(keep));
-            crate::info!("audit retention {}: older entries are pruned hourly", humantime::format_duration(keep));
+            tracing::info!(keep = %humantime::format_duration(keep), "audit retention: older entries are pruned hourly");
             let stop = stopped(stop_rx.clone());
             Some(tokio::spawn(async move { pruner.run(stop).await }))
         }
         None => {
-            crate::info!("audit retention off (--audit-retention off): the audit log is kept whole");
+            tracing::info!("audit retention off (--audit-retention off): the audit log is kept whole");
             None
         }
     };
@@ -330,7 +335,7 @@ pub async fn serve(
             let served = xds::serve(xds_listener, store.clone(), kek, config, stats, stopped(stop_rx.clone()));
             Some(tokio::spawn(async move {
                 if let Err(e) = served.await {
-                    crate::error!("xds listener: {e}");
+                    tracing::error!(error = %e, "xds listener failed");
                 }
             }))
         }
@@ -344,7 +349,7 @@ pub async fn serve(
             Some(tokio::spawn(issuer.run(stopped(stop_rx.clone()))))
         }
         None => {
-            crate::info!("certificates off: no --acme-directory");
+            tracing::info!("certificates off: no --acme-directory");
             None
         }
     };
@@ -376,7 +381,7 @@ fn announce(line: &str) -> std::io::Result<()> {
     let mut out = std::io::stdout().lock();
     writeln!(out, "{line}")?;
     out.flush()?;
-    crate::info!("{line}");
+    tracing::info!("{line}");
     Ok(())
 }
 

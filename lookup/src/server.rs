@@ -35,7 +35,7 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     let mut out = std::io::stdout().lock();
     writeln!(out, "listening on {bound}")?;
     out.flush()?;
-    crate::info!("listening on {bound}");
+    tracing::info!(addr = %bound, "listening");
     Ok(listener)
 }
 
@@ -55,7 +55,7 @@ impl Shutdown {
             _ = self.term.recv() => "SIGTERM",
             _ = self.int.recv() => "SIGINT",
         };
-        crate::info!("{name}: shutting down");
+        tracing::info!(signal = name, "shutting down");
     }
 }
 
@@ -69,7 +69,7 @@ pub async fn serve<H: Handler>(listener: TcpListener, handler: Arc<H>, stop: imp
                 Ok(conn) => conn,
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.
-                    crate::warn!("accept: {e}");
+                    tracing::warn!(error = %e, "accept failed");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
@@ -96,7 +96,7 @@ pub async fn serve<H: Handler>(listener: TcpListener, handler: Arc<H>, stop: imp
     drop(listener);
     handler.shutting_down();
     tokio::select! {
-        () = graceful.shutdown() => crate::info!("all connections closed"),
-        () = tokio::time::sleep(DRAIN) => crate::warn!("connections still open after {DRAIN:?}; exiting"),
+        () = graceful.shutdown() => tracing::info!("all connections closed"),
+        () = tokio::time::sleep(DRAIN) => tracing::warn!(drain = ?DRAIN, "connections still open; exiting"),
     }
 }

@@ -103,7 +103,7 @@ impl<H: Handler> Handler for Shedding<H> {
                 crate::metrics::lookup(crate::metrics::Lookup::Overloaded, started.elapsed());
                 let host = host.as_deref();
                 let detail = format!("{} lookups in flight (--max-concurrent-lookups)", self.max);
-                crate::warn!("lookup host={} status=503 {OVERLOADED}: {detail}{id}", host.unwrap_or("-"));
+                tracing::warn!(host, status = 503, error = OVERLOADED, detail, request_id = id, "lookup failed");
                 // ext_authz answers in its own style: a short text page Envoy passes on.
                 let mut r = if authz {
                     http::text(StatusCode::SERVICE_UNAVAILABLE, "503 overloaded\n")

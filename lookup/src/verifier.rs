@@ -139,25 +139,23 @@ impl Verifier {
             crate::metrics::verifier_plan(p.hostnames, p.pass);
         }
         match plan {
-            Ok(p) if p.meets_interval => crate::info!(
-                "verifier budget {} DNS queries/s, ~{:.1} a check: a pass of {} active and moved hostnames takes {}s \
-                 (re-check every {}s)",
-                self.config.qps,
-                p.queries_per_check,
-                p.hostnames,
-                p.pass.as_secs(),
-                self.config.recheck_interval.as_secs()
+            Ok(p) if p.meets_interval => tracing::info!(
+                qps = self.config.qps,
+                queries_per_check = p.queries_per_check,
+                hostnames = p.hostnames,
+                pass_s = p.pass.as_secs(),
+                recheck_s = self.config.recheck_interval.as_secs(),
+                "verifier budget: a pass of the active and moved hostnames fits the re-check interval"
             ),
-            Ok(p) => crate::warn!(
-                "verifier cannot re-check every {}s: a pass of {} active and moved hostnames takes {}s at \
-                 --verify-qps {} (~{:.1} queries a check); raise --verify-qps or --verify-recheck",
-                self.config.recheck_interval.as_secs(),
-                p.hostnames,
-                p.pass.as_secs(),
-                self.config.qps,
-                p.queries_per_check
+            Ok(p) => tracing::warn!(
+                qps = self.config.qps,
+                queries_per_check = p.queries_per_check,
+                hostnames = p.hostnames,
+                pass_s = p.pass.as_secs(),
+                recheck_s = self.config.recheck_interval.as_secs(),
+                "verifier cannot re-check every hostname in --verify-recheck at --verify-qps; raise either"
             ),
-            Err(e) => crate::error!("verifier plan: {e}"),
+            Err(e) => tracing::error!(error = %e, "verifier plan failed"),
         }
     }
 
@@ -235,7 +233,7 @@ impl Verifier {
         let age = Duration::from_secs(u64::try_from(now - h.created_at).unwrap_or(0));
         let (proven, errors, reason) = match outcome {
             Check::DnsFailed(m) => {
-                crate::warn!("verifier hostname={} DNS failed, nothing changed: {m}", h.hostname);
+                tracing::warn!(hostname = h.hostname, error = m, "verifier: DNS failed, nothing changed");
                 return (now + secs(self.config.retry_after_dns_failure), None);
             }
             Check::Proven => (true, Vec::new(), "proven by DNS".to_string()),
@@ -282,12 +280,12 @@ impl Verifier {
             wait = match round {
                 Ok(r) => {
                     if r.changed > 0 || r.dns_failures > 0 {
-                        crate::info!(
-                            "verifier round checked={} changed={} dns_failures={} skipped={}",
-                            r.checked,
-                            r.changed,
-                            r.dns_failures,
-                            r.skipped
+                        tracing::info!(
+                            checked = r.checked,
+                            changed = r.changed,
+                            dns_failures = r.dns_failures,
+                            skipped = r.skipped,
+                            "verifier round"
                         );
                     }
                     if r.checked > 0 {
@@ -298,7 +296,7 @@ impl Verifier {
                 }
                 Err(e) => {
                     crate::metrics::store_error(crate::metrics::StoreOp::Verifier);
-                    crate::error!("verifier round failed: {e}");
+                    tracing::error!(error = %e, "verifier round failed");
                     self.config.tick
                 }
             };

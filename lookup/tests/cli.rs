@@ -1,14 +1,16 @@
 //! The operator's command line against a real service: every client
-//! subcommand prints the API's JSON, and exits 1 with the API's message on
-//! an error.
+//! subcommand prints the API's JSON (or a table), and exits 1 with the API's
+//! message on an error; `verify --wait` and shell completions.
 
 mod support;
 
+use cname_guard_testkit::Proc;
 use serde_json::Value;
-use std::process::{Command, Output};
-use support::dns;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+use support::dns::{self, Bind};
 use support::service::{Lookup, ADMIN_TOKEN, LOOKUP};
-use support::Scratch;
+use support::{zone, Scratch};
 
 fn cli(svc: &Lookup, token: Option<&str>, args: &[&str]) -> Output {
     let mut c = Command::new(LOOKUP);
@@ -108,4 +110,174 @@ fn a_bad_audit_retention_is_refused_naming_the_flag() {
         assert_eq!(out.status.code(), Some(2), "{flag:?} {env:?}: {stderr}");
         assert!(stderr.contains("--audit-retention"), "{flag:?} {env:?}: {stderr}");
     }
+}
+
+fn stdout(out: &Output) -> String {
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `cli` with its stdout on a terminal (util-linux `script` gives it one).
+fn on_a_terminal(svc: &Lookup, args: &[&str]) -> String {
+    let line = std::iter::once(LOOKUP).chain(args.iter().copied()).collect::<Vec<_>>().join(" ");
+    let out = Command::new("script")
+        .args(["-q", "-e", "-c", &line, "/dev/null"])
+        .env("CNAME_GUARD_API", format!("http://127.0.0.1:{}", svc.admin_port))
+        .env("CNAME_GUARD_TOKEN", ADMIN_TOKEN)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run script (util-linux)");
+    stdout(&out).replace("\r\n", "\n")
+}
+
+/// A table row holding `key` and `value` in its first two cells.
+fn has_row(table: &str, key: &str, value: &str) -> bool {
+    table.lines().any(|l| {
+        let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+        cells.len() > 2 && cells[1] == key && cells[2] == value
+    })
+}
+
+#[test]
+fn answers_print_as_a_table_or_as_json() {
+    let dir = Scratch::new("cli-output");
+    let svc = Lookup::start(&dir.sqlite_url(), &["--dns-server", &dns::demo().addr()], &dir.0.join("lookup.log"));
+    let admin = Some(ADMIN_TOKEN);
+    ok(cli(&svc, admin, &["accounts", "put", "acct-x"]));
+    ok(cli(&svc, admin, &["zones", "put", "x.example", "acct-x"]));
+    let h = ok(cli(&svc, admin, &["hostnames", "add", "acct-x", "shop.brand.example", "--output", "json"]));
+    let id = h["id"].as_str().expect("id").to_string();
+    ok(cli(&svc, admin, &["hostnames", "add", "acct-x", "www.brand.example"]));
+
+    // One object: a row per field, nested fields dotted, lists one item a line.
+    let table = stdout(&cli(&svc, admin, &["hostnames", "show", "acct-x", &id, "--output", "table"]));
+    assert!(serde_json::from_str::<Value>(&table).is_err(), "{table}");
+    for (key, value) in [
+        ("id", id.as_str()),
+        ("hostname", "shop.brand.example"),
+        ("status", "pending"),
+        ("ssl.status", "initializing"),
+        ("ownership_verification.name", "_cname-guard.shop.brand.example"),
+    ] {
+        assert!(has_row(&table, key, value), "{key} = {value} in\n{table}");
+    }
+    let errors = h["verification_errors"].as_array().expect("errors");
+    assert_eq!(errors.len(), 2, "{h}");
+    for e in errors {
+        assert!(table.contains(e.as_str().expect("text")), "{e} in\n{table}");
+    }
+
+    // A list: a row per hostname, then the counts.
+    let table = stdout(&cli(&svc, admin, &["hostnames", "list", "acct-x", "--output", "table"]));
+    let rows: Vec<&str> = table.lines().filter(|l| l.contains(".brand.example")).collect();
+    assert_eq!(rows.len(), 2, "{table}");
+    assert!(rows.iter().any(|r| r.contains(&id) && r.contains("pending") && r.contains("initializing")), "{table}");
+    assert!(table.trim_end().ends_with("2 shown of 2"), "{table}");
+    let table = stdout(&cli(&svc, admin, &["hostnames", "list", "acct-x", "--per-page", "1", "--output", "table"]));
+    assert!(table.contains("1 shown of 2; next page: --cursor "), "{table}");
+
+    // JSON: the API's answer as it came, the default off a terminal (scripts).
+    let json = ok(cli(&svc, admin, &["hostnames", "show", "acct-x", &id, "--output", "json"]));
+    assert_eq!(json, ok(cli(&svc, admin, &["hostnames", "show", "acct-x", &id])));
+    assert_eq!(json["hostname"], "shop.brand.example");
+    // On a terminal the default is the table; --output json still wins there.
+    let seen = on_a_terminal(&svc, &["hostnames", "show", "acct-x", &id]);
+    assert!(has_row(&seen, "hostname", "shop.brand.example"), "{seen}");
+    let seen = on_a_terminal(&svc, &["hostnames", "show", "acct-x", &id, "--output", "json"]);
+    assert_eq!(serde_json::from_str::<Value>(seen.trim()).ok().as_ref(), Some(&json), "{seen}");
+    // The environment chooses too; a 204 prints nothing either way.
+    let out = Command::new(LOOKUP)
+        .args(["hostnames", "show", "acct-x", &id])
+        .env("CNAME_GUARD_API", format!("http://127.0.0.1:{}", svc.admin_port))
+        .env("CNAME_GUARD_TOKEN", ADMIN_TOKEN)
+        .env("CNAME_GUARD_OUTPUT", "table")
+        .output()
+        .expect("run");
+    assert!(has_row(&stdout(&out), "status", "pending"));
+    let www = ok(cli(&svc, admin, &["hostnames", "list", "acct-x", "--hostname", "www.brand.example"]));
+    let www_id = www["result"][0]["id"].as_str().expect("id").to_string();
+    assert_eq!(stdout(&cli(&svc, admin, &["hostnames", "delete", "acct-x", &www_id, "--output", "table"])), "");
+
+    // Errors go to stderr, never into the table.
+    let out = cli(&svc, admin, &["hostnames", "show", "acct-x", &www_id, "--output", "table"]);
+    assert!(out.stdout.is_empty(), "{}", String::from_utf8_lossy(&out.stdout));
+    refused(out, "404");
+}
+
+#[test]
+fn completions_are_a_script_for_each_shell() {
+    let out = Command::new(LOOKUP).args(["completions", "bash"]).output().expect("run");
+    let script = stdout(&out);
+    for word in ["complete -F", "cname-guard-lookup", "hostnames", "--wait", "--output", "--log-format"] {
+        assert!(script.contains(word), "{word} in the bash script");
+    }
+    let dir = Scratch::new("cli-completions");
+    let file = dir.put("cname-guard-lookup.bash", &script);
+    let syntax = Command::new("bash").arg("-n").arg(&file).output().expect("bash -n");
+    assert!(syntax.status.success(), "bash -n: {}", String::from_utf8_lossy(&syntax.stderr));
+    for shell in ["zsh", "fish", "elvish", "powershell"] {
+        let out = Command::new(LOOKUP).args(["completions", shell]).output().expect("run");
+        assert!(stdout(&out).contains("hostnames"), "{shell}");
+    }
+    let out = Command::new(LOOKUP).args(["completions", "cmd"]).output().expect("run");
+    assert_eq!(out.status.code(), Some(2));
+}
+
+/// `verify --wait` ends with the verifier's transition (BIND gets the CNAME
+/// after the command has asked once), or fails when the wait ends first.
+#[test]
+fn verify_wait_returns_once_the_verifier_makes_the_hostname_active() {
+    let bind = Bind::start(&[
+        ("brand.example", &zone("brand.example", "")),
+        ("saas.example", &zone("saas.example", "edge IN A 192.0.2.1\n")),
+    ]);
+    let dir = Scratch::new("cli-wait");
+    let args = ["--dns-server", &bind.addr(), "--verify-tick", "200ms", "--verify-pending-backoff", "1h=1s"];
+    let svc = Lookup::start(&dir.sqlite_url(), &args, &dir.0.join("lookup.log"));
+    let admin = Some(ADMIN_TOKEN);
+    ok(cli(&svc, admin, &["accounts", "put", "acct-saas"]));
+    ok(cli(&svc, admin, &["zones", "put", "saas.example", "acct-saas"]));
+    let h = ok(cli(&svc, admin, &["hostnames", "add", "acct-saas", "shop.brand.example"]));
+    assert_eq!(h["status"], "pending", "{h}");
+    let id = h["id"].as_str().expect("id").to_string();
+    let verify_calls = || {
+        svc.stderr()
+            .lines()
+            .filter(|l| l.contains("management call") && l.contains(r#"method="POST""#) && l.contains("/verify"))
+            .count()
+    };
+
+    // The wait ends first: exit 1, saying the status and what is missing.
+    let out = cli(&svc, admin, &["hostnames", "verify", "acct-saas", &id, "--wait", "2s", "--interval", "200ms"]);
+    assert!(out.stdout.is_empty());
+    refused(out, "shop.brand.example is still pending after 2s: ");
+    assert_eq!(verify_calls(), 1, "one verify, then reads");
+
+    // A longer wait, and the CNAME appears once the command has verified once.
+    let child = Command::new(LOOKUP)
+        .args(["hostnames", "verify", "acct-saas", &id, "--wait", "60s", "--interval", "200ms", "--output", "json"])
+        .env("CNAME_GUARD_API", format!("http://127.0.0.1:{}", svc.admin_port))
+        .env("CNAME_GUARD_TOKEN", ADMIN_TOKEN)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run the cli");
+    let mut waiting = Proc { child, name: "verify --wait".into() };
+    dns::wait("the command's verify call", Duration::from_secs(20), || (verify_calls() == 2).then_some(()));
+    bind.update("brand.example", &["update add shop.brand.example. 1 IN CNAME edge.saas.example."]);
+    let status =
+        dns::wait("the command to return", Duration::from_secs(60), || waiting.child.try_wait().ok().flatten());
+    let mut out = Output { status, stdout: Vec::new(), stderr: Vec::new() };
+    use std::io::Read;
+    let _ = waiting.child.stdout.take().map(|mut s| s.read_to_end(&mut out.stdout));
+    let _ = waiting.child.stderr.take().map(|mut s| s.read_to_end(&mut out.stderr));
+    assert_eq!(ok(out)["status"], "active");
+    // The verifier made it active: no other verify call, and its round changed one.
+    assert_eq!(verify_calls(), 2);
+    let log = svc.stderr();
+    assert!(log.lines().any(|l| l.contains("verifier round") && l.contains("changed=1")), "{log}");
+
+    // Blocked: no wait can end it, said at once.
+    ok(cli(&svc, admin, &["hostnames", "set-status", "acct-saas", &id, "blocked"]));
+    refused(cli(&svc, admin, &["hostnames", "verify", "acct-saas", &id, "--wait", "60s"]), "an operator blocked");
 }

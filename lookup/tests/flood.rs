@@ -193,7 +193,7 @@ fn flood_figures() {
     );
     println!("  service peak memory (VmHWM): {} MiB", peak_memory_kib(pid) / 1024);
     let log = std::fs::read_to_string(dir.path("stderr.log")).unwrap_or_default();
-    let overloaded = log.lines().filter(|l| l.contains("status=503 overloaded")).count();
+    let overloaded = log.lines().filter(|l| l.contains(r#"error="overloaded""#)).count();
     let per_zone = log.lines().filter(|l| l.contains("(--dns-max-in-flight-per-zone)")).count();
     let overall = log.lines().filter(|l| l.contains("(--dns-max-in-flight)")).count();
     println!("  shed (overloaded): {overloaded}; DNS questions refused: {per_zone} per zone, {overall} overall");

@@ -55,11 +55,11 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
             StoreError::Database(_) | StoreError::Migrate(_) | StoreError::Url(_) => {
                 crate::metrics::store_error(crate::metrics::StoreOp::Admin);
-                crate::error!("admin store unavailable: {e}");
+                tracing::error!(error = %e, "admin: store unavailable");
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", "the store is unavailable; retry")
             }
             StoreError::Corrupt(_) => {
-                crate::error!("admin corrupt row: {e}");
+                tracing::error!(error = %e, "admin: corrupt row");
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
             }
         }

@@ -1,6 +1,7 @@
 //! Extractors that answer in the API's error format: the caller (auth), a
 //! strict JSON body, path segments and query strings.
 
+use super::access_log::CallerSlot;
 use super::error::ApiError;
 use super::{AdminState, MAX_BODY};
 use crate::store::{Actor, TokenOwner};
@@ -48,26 +49,35 @@ impl FromRequestParts<AdminState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AdminState) -> Result<Caller, ApiError> {
-        let value = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .ok_or_else(|| ApiError::unauthorized("authorization: Bearer TOKEN is required"))?;
-        let token = value
-            .to_str()
-            .ok()
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| ApiError::unauthorized("authorization must be Bearer TOKEN"))?;
-        // Digests of equal length, compared in constant time.
-        let presented = Sha256::digest(token.as_bytes());
-        if bool::from(presented.as_slice().ct_eq(&state.admin_token_sha256)) {
-            return Ok(Caller::Admin);
+        let caller = authenticate(parts, state).await?;
+        if let Some(slot) = parts.extensions.get::<CallerSlot>() {
+            slot.set(caller.actor().label());
         }
-        match state.store.authenticate(token).await? {
-            Some(owner) => Ok(Caller::Account(owner)),
-            None => Err(ApiError::unauthorized("invalid or revoked token")),
-        }
+        Ok(caller)
+    }
+}
+
+/// The admin token, else an account token from the store.
+async fn authenticate(parts: &Parts, state: &AdminState) -> Result<Caller, ApiError> {
+    let value = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .ok_or_else(|| ApiError::unauthorized("authorization: Bearer TOKEN is required"))?;
+    let token = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| ApiError::unauthorized("authorization must be Bearer TOKEN"))?;
+    // Digests of equal length, compared in constant time.
+    let presented = Sha256::digest(token.as_bytes());
+    if bool::from(presented.as_slice().ct_eq(&state.admin_token_sha256)) {
+        return Ok(Caller::Admin);
+    }
+    match state.store.authenticate(token).await? {
+        Some(owner) => Ok(Caller::Account(owner)),
+        None => Err(ApiError::unauthorized("invalid or revoked token")),
     }
 }
 

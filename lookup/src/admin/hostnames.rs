@@ -296,7 +296,7 @@ pub(super) async fn verify(
         Check::Proven => (true, Vec::new(), "proven by DNS (verify)".to_string()),
         Check::Unproven(errors) => (false, errors, "no proof in DNS (verify)".to_string()),
         Check::DnsFailed(m) => {
-            crate::warn!("verify hostname={} DNS failed: {m}", h.hostname);
+            tracing::warn!(hostname = h.hostname, error = m, "verify: DNS failed");
             let mut answer = render(&state, &h).await?;
             answer["verification_errors"] = json!([format!("{m}; nothing was changed, retry")]);
             return Ok(Json(answer));

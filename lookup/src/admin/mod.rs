@@ -2,6 +2,7 @@
 //! zones and tokens for the operator. On its own listener, never the one
 //! Envoy calls. `admin_router` is the whole of it; the service binds it.
 
+mod access_log;
 mod diagnose;
 mod error;
 mod extract;
@@ -20,7 +21,7 @@ use sha2::{Digest, Sha256};
 use std::fmt;
 use std::sync::Arc;
 use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::trace::TraceLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 
 /// The largest request body; more is 413.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -101,7 +102,10 @@ pub fn admin_router(state: AdminState) -> Router {
         .layer(RequestBodyLimitLayer::new(MAX_BODY))
         .layer(axum::middleware::map_response(json_413))
         .layer(axum::middleware::from_fn(crate::metrics::admin))
-        .layer(TraceLayer::new_for_http())
+        .layer(axum::middleware::from_fn(access_log::log_call))
+        // Every call has an id, the client's `x-request-id` or a new one, echoed in the answer.
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
 }
 
 /// tower-http refuses a declared oversized body before any handler, in

@@ -1,6 +1,7 @@
 //! `cname-guard-origin`: a demo origin that echoes what reached it.
 
 use clap::Parser;
+use cname_guard_lookup::logs::{self, LogArgs};
 use cname_guard_lookup::origin::Origin;
 use cname_guard_lookup::run;
 use std::net::SocketAddr;
@@ -17,15 +18,18 @@ struct Args {
     /// The `origin` value in answers.
     #[arg(long, env = "CNAME_GUARD_ORIGIN_NAME", default_value = "origin")]
     name: String,
+    #[command(flatten)]
+    log: LogArgs,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    logs::init(&args.log);
     let origin = Origin { name: args.name };
     match run::block_on(run::listen_and_serve(args.listen, origin)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("cname-guard-origin: {e}");
+            tracing::error!("cname-guard-origin: {e}");
             ExitCode::FAILURE
         }
     }

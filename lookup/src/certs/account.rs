@@ -36,7 +36,7 @@ pub async fn load_or_create(store: &Store, kek: &Kek, config: &IssuerConfig) -> 
     let sealed = kek.seal(&json, &aad(dir)).map_err(|e| e.to_string())?;
     let kept = store.put_acme_account(dir, &sealed).await.map_err(|e| e.to_string())?;
     if kept == sealed {
-        crate::info!("acme account created at {dir}: {}", account.id());
+        tracing::info!(directory = %dir, account = account.id(), "acme account created");
         Ok(account)
     } else {
         restore(kek, config, &kept).await

@@ -35,15 +35,15 @@ pub async fn answer<B>(store: &Store, req: &Request<B>, token: &str) -> Response
     };
     match store.http_challenge(&host, token).await {
         Ok(Some(body)) => {
-            crate::info!("acme http-01 host={host} status=200");
+            tracing::info!(host, status = 200, "acme http-01");
             http::with_type(StatusCode::OK, "application/octet-stream", body)
         }
         Ok(None) => {
-            crate::info!("acme http-01 host={host} status=404");
+            tracing::info!(host, status = 404, "acme http-01");
             http::text(StatusCode::NOT_FOUND, "no such challenge\n")
         }
         Err(e) => {
-            crate::warn!("acme http-01 host={host} status=503 store unavailable: {e}");
+            tracing::warn!(host, status = 503, error = %e, "acme http-01: store unavailable");
             http::text(StatusCode::SERVICE_UNAVAILABLE, "store unavailable\n")
         }
     }

@@ -87,11 +87,11 @@ impl<D: Dns> Issuer<D> {
     /// Claims and works until `stop`; then releases what it held, so
     /// another replica (or this one restarted) resumes at once.
     pub async fn run(self: Arc<Self>, stop: impl Future<Output = ()>) {
-        crate::info!(
-            "issuer on: directory={} authority={} concurrency={}",
-            self.config.directory,
-            self.config.authority_name(),
-            self.config.concurrency
+        tracing::info!(
+            directory = self.config.directory,
+            authority = self.config.authority_name(),
+            concurrency = self.config.concurrency,
+            "issuer on"
         );
         tokio::pin!(stop);
         let mut running = JoinSet::new();
@@ -107,7 +107,7 @@ impl<D: Dns> Issuer<D> {
                             running.spawn(async move { me.work(h).await });
                         }
                     }
-                    Err(e) => crate::warn!("issuer: claiming due hostnames: {e}"),
+                    Err(e) => tracing::warn!(error = %e, "issuer: claiming due hostnames"),
                 }
             }
             tokio::select! {
@@ -119,7 +119,7 @@ impl<D: Dns> Issuer<D> {
         running.abort_all();
         while running.join_next().await.is_some() {}
         if let Err(e) = self.store.ssl_release_all(&self.owner).await {
-            crate::warn!("issuer: releasing leases: {e}");
+            tracing::warn!(error = %e, "issuer: releasing leases");
         }
     }
 
@@ -127,20 +127,20 @@ impl<D: Dns> Issuer<D> {
         let setback = match self.attempt(&h).await {
             Ok(()) => return,
             Err(Halt::Lost) => {
-                crate::info!("issuer hostname={}: the lease or the hostname's activity was lost", h.hostname);
+                tracing::info!(hostname = h.hostname, "issuer: the lease or the hostname's activity was lost");
                 return;
             }
             Err(Halt::Setback(s)) => s,
         };
-        crate::info!(
-            "issuer hostname={} ssl_status={} retry_at={} reason={:?}",
-            h.hostname,
-            setback.status,
-            setback.next_at.map(crate::store::rfc3339).unwrap_or_else(|| "never".into()),
-            setback.errors.first().map(String::as_str).unwrap_or("")
+        tracing::info!(
+            hostname = h.hostname,
+            ssl_status = %setback.status,
+            retry_at = setback.next_at.map(crate::store::rfc3339).unwrap_or_else(|| "never".into()),
+            reason = setback.errors.first().map(String::as_str).unwrap_or(""),
+            "issuer: setback"
         );
         if let Err(e) = self.store.ssl_setback(&self.owner, &h.id, &setback).await {
-            crate::warn!("issuer hostname={}: recording the setback: {e}", h.hostname);
+            tracing::warn!(hostname = h.hostname, error = %e, "issuer: recording the setback");
         }
     }
 
@@ -186,14 +186,14 @@ impl<D: Dns> Issuer<D> {
             Ok(Some(w)) => {
                 let at = renewal::pick(&w, Some(c.renew_at), t);
                 if at <= t {
-                    crate::info!("issuer hostname={}: the certificate authority's window says renew now", h.hostname);
+                    tracing::info!(hostname = h.hostname, "issuer: the certificate authority's window says renew now");
                     return Ok(true);
                 }
                 (at, renewal::next_look(at, Some(&w)))
             }
             Ok(None) => (c.renew_at, c.renew_at),
             Err(m) => {
-                crate::warn!("issuer hostname={}: {m}; asked again later", h.hostname);
+                tracing::warn!(hostname = h.hostname, error = %m, "issuer: renewal window unknown; asked again later");
                 (c.renew_at, c.renew_at.min(t + self.config.retry_min.as_secs() as i64))
             }
         };
@@ -231,13 +231,13 @@ impl<D: Dns> Issuer<D> {
             Ok(Some(c)) if c.expires_on > now() => Some(c),
             Ok(_) => {
                 if let Err(e) = self.store.ssl_expired(&self.owner, &h.id).await {
-                    crate::warn!("issuer hostname={}: expiring: {e}", h.hostname);
+                    tracing::warn!(hostname = h.hostname, error = %e, "issuer: expiring");
                 }
                 None
             }
             Err(e) => {
                 // Not known to be gone: kept in service, looked at again later.
-                crate::warn!("issuer hostname={}: reading its certificate: {e}", h.hostname);
+                tracing::warn!(hostname = h.hostname, error = %e, "issuer: reading its certificate");
                 None
             }
         }
@@ -256,7 +256,7 @@ impl<D: Dns> Issuer<D> {
     async fn forget_account(&self) {
         *self.account.lock().await = None;
         if let Err(e) = self.store.delete_acme_account(&self.config.directory).await {
-            crate::warn!("issuer: forgetting the ACME account: {e}");
+            tracing::warn!(error = %e, "issuer: forgetting the ACME account");
         }
     }
 
@@ -291,7 +291,7 @@ impl<D: Dns> Issuer<D> {
         if order.state().status == OrderStatus::Invalid {
             return None;
         }
-        crate::info!("issuer hostname={} resuming order {url}", h.hostname);
+        tracing::info!(hostname = h.hostname, order = %url, "issuer: resuming order");
         Some(Work { order, cert_id: cert_id.clone(), key, key_sealed: sealed.clone() })
     }
 
@@ -435,7 +435,7 @@ impl<D: Dns> Issuer<D> {
         if let (SslMethod::Txt, Some(dcv)) = (h.ssl.method, &self.config.dcv) {
             // Validated or not, the TXT value has served its purpose.
             if let Err(e) = dcv::withdraw(dcv, &h.hostname).await {
-                crate::warn!("issuer hostname={}: removing the DNS-01 record: {e}", h.hostname);
+                tracing::warn!(hostname = h.hostname, error = %e, "issuer: removing the DNS-01 record");
             }
         }
         match verdict {
@@ -510,7 +510,7 @@ impl<D: Dns> Issuer<D> {
         }
         let t = now();
         let window = renewal::window(account, &chain, t).await.unwrap_or_else(|m| {
-            crate::warn!("issuer hostname={}: {m}; renewed a third of its life before expiry", h.hostname);
+            tracing::warn!(hostname = h.hostname, error = %m, "issuer: no renewal window; renewed a third of its life before expiry");
             None
         });
         let renew_at = match &window {
@@ -534,12 +534,12 @@ impl<D: Dns> Issuer<D> {
         match self.store.ssl_issued(&self.owner, &cert, renewal, renewal::next_look(renew_at, window.as_ref())).await {
             Ok(true) => {
                 crate::metrics::certificate(true);
-                crate::info!(
-                    "issuer hostname={} certificate serial={} expires={} renew_at={}",
-                    h.hostname,
-                    cert.serial_number,
-                    crate::store::rfc3339(cert.expires_on),
-                    crate::store::rfc3339(cert.renew_at)
+                tracing::info!(
+                    hostname = h.hostname,
+                    serial = cert.serial_number,
+                    expires = crate::store::rfc3339(cert.expires_on),
+                    renew_at = crate::store::rfc3339(cert.renew_at),
+                    "issuer: certificate in service"
                 );
                 Ok(())
             }

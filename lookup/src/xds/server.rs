@@ -133,7 +133,7 @@ async fn watch(store: Store, tx: broadcast::Sender<Changed>, poll: Duration) {
     let mut seq = loop {
         match store.feed_head().await {
             Ok(h) => break h.seq,
-            Err(e) => crate::warn!("xds: reading the feed head: {e}"),
+            Err(e) => tracing::warn!(error = %e, "xds: reading the feed head"),
         }
         tokio::time::sleep(poll).await;
     };
@@ -159,7 +159,7 @@ async fn watch(store: Store, tx: broadcast::Sender<Changed>, poll: Duration) {
                     break;
                 }
                 Err(e) => {
-                    crate::warn!("xds: reading the change feed: {e}");
+                    tracing::warn!(error = %e, "xds: reading the change feed");
                     break;
                 }
             }
@@ -252,16 +252,16 @@ impl Ads {
             Ok(None) => return,
             Err(e) => return self.malformed(&tx, "-", &e).await,
         };
-        let node = first.node.as_ref().map(|n| crate::log::clean(n.id.as_bytes())).unwrap_or_else(|| "-".into());
+        let node = first.node.as_ref().map(|n| crate::logs::clean(n.id.as_bytes())).unwrap_or_else(|| "-".into());
         if !self.authorized(first.node.as_ref()) {
             self.stats.refused.fetch_add(1, Ordering::Relaxed);
-            crate::warn!("xds refused node={node}: no {TOKEN_KEY} in its metadata, or not the token");
+            tracing::warn!(node, "xds refused: no {TOKEN_KEY} in its metadata, or not the token");
             let _ = tx.send(Err(Status::permission_denied(format!("node metadata {TOKEN_KEY} required")))).await;
             return;
         }
         self.stats.streams.fetch_add(1, Ordering::Relaxed);
         let _open = crate::metrics::Stream::open();
-        crate::info!("xds stream node={node} open");
+        tracing::info!(node, "xds stream open");
         let mut changes = self.changes.subscribe();
         let mut session = Session::new(self.config.max_secrets_per_node, FALLBACK_NAME);
         let mut nonce = 0u64;
@@ -296,14 +296,14 @@ impl Ads {
                 break;
             }
         }
-        crate::info!("xds stream node={node} closed");
+        tracing::info!(node, "xds stream closed");
     }
 
     /// A request that does not decode ends its stream with
     /// INVALID_ARGUMENT (a broken connection just ends); the server and its
     /// other streams go on.
     async fn malformed(&self, tx: &Tx, node: &str, e: &Status) {
-        crate::info!("xds stream node={node} ended: {}", crate::log::clean(e.message().as_bytes()));
+        tracing::info!(node, error = crate::logs::clean(e.message().as_bytes()), "xds stream ended");
         if e.code() != tonic::Code::Unknown && e.code() != tonic::Code::Cancelled {
             self.stats.malformed.fetch_add(1, Ordering::Relaxed);
             let _ = tx.send(Err(Status::invalid_argument(format!("malformed request: {}", e.message())))).await;
@@ -324,10 +324,11 @@ impl Ads {
         }
         if let Some(e) = &r.error_detail {
             self.stats.nacks.fetch_add(1, Ordering::Relaxed);
-            crate::warn!(
-                "xds node={node} rejected nonce {}: {}",
-                crate::log::clean(r.response_nonce.as_bytes()),
-                crate::log::clean(e.message.as_bytes())
+            tracing::warn!(
+                node,
+                nonce = crate::logs::clean(r.response_nonce.as_bytes()),
+                error = crate::logs::clean(e.message.as_bytes()),
+                "xds: Envoy rejected a response"
             );
         }
         for name in &r.resource_names_unsubscribe {
@@ -360,7 +361,9 @@ impl Ads {
                 Ok(Some(r)) => resources.push(r),
                 Ok(None) => removed.push(name.clone()),
                 // The store is down: say nothing; Envoy keeps what it has.
-                Err(e) => crate::warn!("xds secret {}: {e}", crate::log::clean(name.as_bytes())),
+                Err(e) => {
+                    tracing::warn!(secret = crate::logs::clean(name.as_bytes()), error = %e, "xds: reading a secret")
+                }
             }
         }
         if resources.is_empty() && removed.is_empty() {

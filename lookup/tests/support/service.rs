@@ -49,6 +49,11 @@ impl Lookup {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// The file stderr goes to, to read after `stop`.
+    pub fn log_path(&self) -> PathBuf {
+        self.log.clone()
+    }
+
     /// A lookup-listener GET: (status, body).
     pub fn get(&self, path: &str) -> (u16, String) {
         send(self.port, "GET", path, None, None)
